@@ -1,0 +1,54 @@
+# The two set-up commands: `make run` (the dashboard on SQLite with the sample state)
+# and `make test` (the whole suite). Both create .venv when it is missing.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+CHROMIUM ?= /usr/bin/chromium
+
+.PHONY: run test test-pg bench screenshot lint check-deploy chromium clean
+
+$(VENV)/.installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -r requirements.txt
+	touch $@
+
+venv: $(VENV)/.installed
+
+run: venv
+	DEBUG=1 $(PY) manage.py migrate --no-input
+	DEBUG=1 $(PY) manage.py bootstrap_demo
+	DEBUG=1 $(PY) manage.py runserver 127.0.0.1:8000
+
+# Browser tests need Debian's Chromium: installed here when we are root, otherwise
+# we stop and say how (a test is never skipped for want of it).
+chromium:
+	@if [ -x "$(CHROMIUM)" ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "Installing Debian's chromium for the browser tests..."; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else \
+		echo "The browser tests need Chromium at $(CHROMIUM). Install it with:"; \
+		echo "    sudo apt-get install chromium"; \
+		exit 1; \
+	fi
+
+test: venv chromium
+	$(PY) -m pytest
+
+lint: venv
+	$(VENV)/bin/ruff check .
+
+bench: venv
+	$(PY) -m tests.benchmarks.run
+
+screenshot: venv chromium
+	$(PY) -m tests.browser.screenshot docs/queue.png
+
+check-deploy: venv
+	SECRET_KEY=$$($(PY) -c 'import secrets; print(secrets.token_urlsafe(50))') DEBUG=0 \
+		ALLOWED_HOSTS=dashboard.example.com $(PY) manage.py check --deploy --fail-level WARNING
+
+clean:
+	rm -rf $(VENV) .test-db*.sqlite3* staticfiles

@@ -1,0 +1,45 @@
+"""Time as the scripts write it: naive ISO-8601 in the local zone (TIME_ZONE)."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+
+from django.utils import timezone
+
+
+def now() -> datetime:
+    return timezone.now()
+
+
+def local_iso(moment: datetime | None = None) -> str:
+    """`datetime.now().isoformat()` as the scripts write it: naive local time."""
+    moment = moment or timezone.now()
+    return timezone.localtime(moment).replace(tzinfo=None).isoformat()
+
+
+def parse_timestamp(value: object) -> datetime | None:
+    """An aware datetime from a stored timestamp (naive local ISO text or epoch
+    seconds), or None when it is missing or not a time we can read. The stored
+    value itself is never changed by this."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int | float):
+        if not math.isfinite(value):
+            return None
+        try:
+            return datetime.fromtimestamp(value, tz=UTC)
+        except (OverflowError, OSError, ValueError):
+            return None
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+        if timezone.is_naive(parsed):
+            try:
+                return timezone.make_aware(parsed)
+            except (OverflowError, ValueError):
+                return None
+        return parsed
+    return None

@@ -1,0 +1,347 @@
+"""The one lifecycle: every status change of a message is written here, and only here.
+
+Each move is one short transaction: the row is locked (SQLite's IMMEDIATE
+transactions serialise writers; PostgreSQL takes the row lock), then an UPDATE
+guarded by the expected status (compare-and-set, row count checked) changes the
+status, `status_updated_at`, the stored object and the lease; the counters and
+`metadata.last_updated` move in the same transaction, and one audit event is
+written. Network calls never happen in here.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable
+
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from . import clock, rootstate
+from .messagedata import dumps_compact, message_columns
+from .models import AuditEvent, Message, Status
+
+S = Status
+# (from, to) -> the action that names the move in the audit log.
+ALLOWED_MOVES: dict[tuple[str, str], str] = {
+    (S.INCOMING, S.PENDING_APPROVAL): "submit",
+    (S.PENDING_APPROVAL, S.APPROVED): "approve",
+    (S.PENDING_APPROVAL, S.REJECTED): "reject",
+    (S.APPROVED, S.SENT): "mark_sent",
+    (S.APPROVED, S.FAILED): "mark_failed",
+    # Deliberate human acts:
+    (S.FAILED, S.APPROVED): "retry",
+    (S.FAILED, S.SENT): "confirm_sent",
+    (S.APPROVED, S.PENDING_APPROVAL): "undo",
+    (S.REJECTED, S.PENDING_APPROVAL): "undo",
+}
+MAX_REPLY_LENGTH = 65_536
+# Statuses a message may be added in: anything a script can put in the file.
+NOT_CLAIMED = Q(claimed_at__isnull=True)
+
+
+class MoveRefused(ValueError):
+    """A move the lifecycle does not allow now. Names the message, its actual
+    status and who moved it last."""
+
+    def __init__(
+        self,
+        message_id: str,
+        *,
+        actual: str | None,
+        wanted: str,
+        last_actor: str = "",
+        last_changed_at=None,
+        reason: str = "",
+    ) -> None:
+        self.message_id = message_id
+        self.actual = actual
+        self.wanted = wanted
+        self.last_actor = last_actor
+        self.last_changed_at = last_changed_at
+        self.reason = reason
+        super().__init__(self._text())
+
+    def _text(self) -> str:
+        if self.actual is None:
+            return f"{self.message_id}: no such message"
+        text = f"{self.message_id}: cannot move to {self.wanted}: it is {self.actual}"
+        if self.last_actor:
+            text += f" (moved by {self.last_actor}"
+            if self.last_changed_at:
+                text += f" at {clock.local_iso(self.last_changed_at)}"
+            text += ")"
+        if self.reason:
+            text += f"; {self.reason}"
+        return text
+
+
+class MessageNotFound(MoveRefused, LookupError):
+    def __init__(self, message_id: str, wanted: str = "") -> None:
+        super().__init__(message_id, actual=None, wanted=wanted)
+
+
+def is_allowed(from_status: str, to_status: str) -> bool:
+    return (from_status, to_status) in ALLOWED_MOVES
+
+
+def move(
+    message_id: str,
+    to_status: str,
+    *,
+    actor: str,
+    source: str,
+    expected: Iterable[str] | None = None,
+    note: str = "",
+    detail: dict | None = None,
+    set_keys: dict | None = None,
+    drop_keys: Iterable[str] = (),
+    guard: Q | None = None,
+    guard_reason: str = "",
+    release_lease: bool = False,
+) -> Message:
+    """Move one message to `to_status` if the lifecycle allows it from where it is.
+
+    `expected` narrows the statuses it may come from (the caller saw one);
+    `guard` adds a condition to the compare-and-set (e.g. not claimed for
+    sending), `guard_reason` says why it failed. `set_keys`/`drop_keys` change the
+    stored object with the move. Raises MessageNotFound or MoveRefused; returns
+    the fresh Message."""
+    to_status = Status(to_status)
+    with transaction.atomic():
+        msg = Message.objects.select_for_update().filter(message_id=message_id).first()
+        if msg is None:
+            raise MessageNotFound(message_id, to_status)
+        action = ALLOWED_MOVES.get((msg.status, to_status))
+        allowed_from = set(expected) if expected is not None else None
+        if action is None or (allowed_from is not None and msg.status not in allowed_from):
+            raise _refusal(msg, to_status)
+
+        now = clock.now()
+        data = json.loads(msg.raw)
+        for key in drop_keys:
+            data.pop(key, None)
+        data.update(set_keys or {})
+        data["status"] = to_status.value
+        data["status_updated_at"] = clock.local_iso(now)
+        columns = message_columns(data, to_status)
+        changes = {
+            "status": to_status,
+            "status_updated_at": now,
+            "status_changed_by": actor[:150],
+            "position": time.time_ns(),
+            "raw": columns["raw"],
+            "body": columns["body"],
+        }
+        if release_lease:
+            changes.update(claimed_by="", claimed_at=None, lease_until=None)
+        cas = Message.objects.filter(pk=msg.pk, status=msg.status)
+        if guard is not None:
+            cas = cas.filter(guard)
+        if cas.update(**changes) != 1:
+            raise _refusal(msg, to_status, reason=guard_reason)
+        rootstate.count_arrival(to_status)
+        _audit(msg.message_id, action, msg.status, to_status, actor, source, note, detail, now)
+        for field, value in changes.items():
+            setattr(msg, field, value)
+    return msg
+
+
+def _refusal(msg: Message, to_status: str, reason: str = "") -> MoveRefused:
+    return MoveRefused(
+        msg.message_id,
+        actual=msg.status,
+        wanted=to_status,
+        last_actor=msg.status_changed_by,
+        last_changed_at=msg.status_updated_at,
+        reason=reason,
+    )
+
+
+def _audit(message_id, action, from_status, to_status, actor, source, note, detail, when) -> None:
+    AuditEvent.objects.create(
+        message_id=message_id,
+        action=action,
+        from_status=from_status or "",
+        to_status=to_status or "",
+        actor=actor[:150],
+        source=source,
+        note=note,
+        detail=detail or {},
+        created_at=when,
+    )
+
+
+# --- The verbs ----------------------------------------------------------------
+
+
+def submit(message_id: str, *, actor: str, source: str) -> Message:
+    """incoming -> pending_approval (for scripts that use that move)."""
+    return move(message_id, S.PENDING_APPROVAL, expected=[S.INCOMING], actor=actor, source=source)
+
+
+def approve(message_id: str, *, actor: str, source: str, note: str = "") -> Message:
+    """A reviewer approves the draft as it is."""
+    return move(
+        message_id, S.APPROVED, expected=[S.PENDING_APPROVAL], actor=actor, source=source, note=note
+    )
+
+
+def edit_and_approve(message_id: str, text: str, *, actor: str, source: str) -> Message:
+    """A reviewer replaces the draft's text and approves it; the audit event keeps both."""
+    if not text.strip():
+        raise ValueError(f"{message_id}: the edited reply is empty")
+    if len(text) > MAX_REPLY_LENGTH:
+        raise ValueError(f"{message_id}: the edited reply is over {MAX_REPLY_LENGTH} characters")
+    original = Message.objects.filter(message_id=message_id).values_list("body", flat=True).first()
+    return move(
+        message_id,
+        S.APPROVED,
+        expected=[S.PENDING_APPROVAL],
+        actor=actor,
+        source=source,
+        set_keys={"body": text},
+        detail={"original": original, "edited": text},
+        note="edited",
+    )
+
+
+def reject(message_id: str, *, actor: str, source: str, reason: str = "") -> Message:
+    return move(
+        message_id,
+        S.REJECTED,
+        expected=[S.PENDING_APPROVAL],
+        actor=actor,
+        source=source,
+        note=reason,
+    )
+
+
+def undo(message_id: str, *, actor: str, source: str) -> Message:
+    """approved | rejected -> pending_approval, while the reply is not claimed for sending."""
+    return move(
+        message_id,
+        S.PENDING_APPROVAL,
+        expected=[S.APPROVED, S.REJECTED],
+        actor=actor,
+        source=source,
+        guard=NOT_CLAIMED,
+        guard_reason="it has been claimed for sending",
+    )
+
+
+def retry(message_id: str, *, actor: str, source: str, note: str = "") -> Message:
+    """failed -> approved: a person asks for another send."""
+    return move(
+        message_id,
+        S.APPROVED,
+        expected=[S.FAILED],
+        actor=actor,
+        source=source,
+        note=note,
+        drop_keys=["error"],
+        release_lease=True,
+    )
+
+
+def confirm_sent(message_id: str, *, actor: str, source: str, note: str = "") -> Message:
+    """failed -> sent: a person confirmed on the phone that an uncertain send went out."""
+    return move(message_id, S.SENT, expected=[S.FAILED], actor=actor, source=source, note=note)
+
+
+def mark_sent(
+    message_id: str,
+    *,
+    actor: str,
+    source: str,
+    gateway_message_id: str = "",
+    worker: str | None = None,
+    detail: dict | None = None,
+) -> Message:
+    """approved -> sent. With `worker`, only while that worker holds the claim."""
+    return move(
+        message_id,
+        S.SENT,
+        expected=[S.APPROVED],
+        actor=actor,
+        source=source,
+        detail={"gateway_message_id": gateway_message_id, **(detail or {})},
+        guard=Q(claimed_by=worker) if worker else None,
+        guard_reason=f"it is not claimed by {worker}",
+    )
+
+
+def mark_failed(
+    message_id: str,
+    error: str,
+    *,
+    actor: str,
+    source: str,
+    worker: str | None = None,
+    detail: dict | None = None,
+) -> Message:
+    """approved -> failed, with the error kept in the stored object as the old sender did."""
+    return move(
+        message_id,
+        S.FAILED,
+        expected=[S.APPROVED],
+        actor=actor,
+        source=source,
+        note=error,
+        set_keys={"error": error},
+        detail={"error": error, **(detail or {})},
+        guard=Q(claimed_by=worker) if worker else None,
+        guard_reason=f"it is not claimed by {worker}",
+    )
+
+
+def add_message(message_data: dict, status: str, *, actor: str, source: str) -> Message:
+    """Store a new message object in `status`, counted as the old code counted.
+
+    Adds `timestamp` (now) to the caller's dict when it has none, as the old code
+    did. An id already stored raises instead of making a second copy. With
+    `human_in_the_loop` false, a draft added to pending_approval is approved at
+    once by the same path, actor "auto"."""
+    status = Status(status)
+    if not isinstance(message_data, dict):
+        raise TypeError("message_data must be a dict")
+    if not isinstance(message_data.get("id"), str) or not message_data["id"]:
+        raise ValueError("message_data needs a string 'id'")
+    if "timestamp" not in message_data:
+        message_data["timestamp"] = clock.local_iso()
+    data = json.loads(dumps_compact(message_data))  # refuse what JSON cannot hold, early
+    now = clock.now()
+    try:
+        with transaction.atomic():
+            msg = Message.objects.create(position=time.time_ns(), **message_columns(data, status))
+            rootstate.count_arrival(status)
+            _audit(msg.message_id, "add", "", status, actor, source, "", {}, now)
+    except IntegrityError:
+        if Message.objects.filter(message_id=data["id"]).exists():
+            raise ValueError(f"{data['id']}: a message with this id is already stored") from None
+        raise
+    if status == S.PENDING_APPROVAL and not rootstate.human_in_the_loop():
+        msg = approve(msg.message_id, actor="auto", source=source, note="human_in_the_loop is off")
+    return msg
+
+
+def clear_list(status: str, *, actor: str, source: str) -> int:
+    """Empty one list (the old `clear_messages`), audited with the ids removed."""
+    status = Status(status)
+    with transaction.atomic():
+        ids = list(Message.objects.filter(status=status).values_list("message_id", flat=True))
+        Message.objects.filter(status=status).delete()
+        rootstate.touch()
+        _audit(
+            "",
+            "clear_list",
+            status,
+            "",
+            actor,
+            source,
+            f"{len(ids)} removed",
+            {"ids": ids},
+            timezone.now(),
+        )
+    return len(ids)

@@ -1,0 +1,253 @@
+"""The whole canonical state, as tables. Data only: status changes live in lifecycle.py.
+
+What a file holds verbatim (a message object, the session, the configs...) is kept
+as JSON *text*, not JSONField: PostgreSQL's jsonb reorders keys, and export must
+give back the same keys in the same order, numbers as numbers.
+"""
+
+from __future__ import annotations
+
+import json
+
+from django.db import models
+from django.db.models import Q
+
+
+class Status(models.TextChoices):
+    INCOMING = "incoming", "Incoming"
+    PENDING_APPROVAL = "pending_approval", "Pending approval"
+    APPROVED = "approved", "Approved"
+    REJECTED = "rejected", "Rejected"
+    SENT = "sent", "Sent"
+    FAILED = "failed", "Failed"
+
+
+class Source(models.TextChoices):
+    WEB = "web", "Web page"
+    ADMIN = "admin", "Admin site"
+    API = "api", "Python API"
+    COMMAND = "command", "Management command"
+    WORKER = "worker", "Sender worker"
+    GATEWAY = "gateway", "Gateway"
+
+
+MAX_ID_LENGTH = 500
+
+
+class MessageQuerySet(models.QuerySet):
+    def in_status(self, *statuses: str) -> MessageQuerySet:
+        return self.filter(status__in=statuses)
+
+    def pending(self) -> MessageQuerySet:
+        return self.filter(status=Status.PENDING_APPROVAL)
+
+    def handled(self) -> MessageQuerySet:
+        return self.filter(
+            status__in=[Status.APPROVED, Status.REJECTED, Status.SENT, Status.FAILED]
+        )
+
+    def replies(self) -> MessageQuerySet:
+        return self.exclude(reply_to="")
+
+    def in_list_order(self) -> MessageQuerySet:
+        return self.order_by("position", "pk")
+
+
+class Message(models.Model):
+    """One message object of one of the six lists of `messages`."""
+
+    message_id = models.CharField("id", max_length=MAX_ID_LENGTH, unique=True)
+    status = models.CharField(max_length=20, choices=Status.choices, db_index=True)
+    # Order inside its list: the file's index on import; a nanosecond clock on
+    # each later move, so a moved message goes to the end of its new list.
+    position = models.BigIntegerField(default=0)
+
+    sender = models.CharField(max_length=200, blank=True, help_text="`from`")
+    sender_name = models.CharField(max_length=200, blank=True, help_text="`fromName`")
+    author = models.CharField(max_length=200, blank=True)
+    recipient = models.CharField(max_length=200, blank=True)
+    # Digits of the chat this message belongs to (sender or recipient), to find
+    # "the customer wrote again" without parsing the stored objects.
+    chat = models.CharField(max_length=200, blank=True, db_index=True)
+    body = models.TextField(blank=True)
+    is_group = models.BooleanField(default=False)
+    reply_to = models.CharField(
+        max_length=MAX_ID_LENGTH, blank=True, db_index=True, help_text="`original_message_id`"
+    )
+    timestamp = models.DateTimeField(null=True, blank=True, db_index=True)
+    status_updated_at = models.DateTimeField(null=True, blank=True)
+    status_changed_by = models.CharField(max_length=150, blank=True)
+
+    # The sender's lease: set by the claim's guarded UPDATE, cleared by a retry.
+    claimed_by = models.CharField(max_length=150, blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+
+    raw = models.TextField(help_text="The message object as JSON text, keys in their order.")
+
+    objects = MessageQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=Status.values), name="message_status_is_known"
+            )
+        ]
+        indexes = [
+            models.Index(fields=["status", "position"], name="message_list_order"),
+            models.Index(fields=["status", "status_updated_at"], name="message_status_time"),
+            models.Index(fields=["chat", "timestamp"], name="message_chat_time"),
+        ]
+
+    def __str__(self) -> str:
+        return self.message_id
+
+    @property
+    def data(self) -> dict:
+        """The stored object as a dict, keys in their order."""
+        return json.loads(self.raw)
+
+    @property
+    def is_reply(self) -> bool:
+        return bool(self.reply_to)
+
+
+class StateRoot(models.Model):
+    """The one row holding everything of the file but `messages` and `message_log`.
+
+    Each verbatim part is the JSON text of its value, NULL when the file had no
+    such key. The counters and `last_*` timestamps are columns of their own so a
+    move can count with one `UPDATE ... SET total = total + 1` (no lost updates).
+    """
+
+    key_order = models.TextField(
+        default="[]", help_text="Top-level keys in file order (JSON list)."
+    )
+    message_lists = models.TextField(
+        null=True,
+        blank=True,
+        help_text="Names of the lists inside `messages`, in order (JSON list).",
+    )
+    session = models.TextField(null=True, blank=True)
+    account_info = models.TextField(null=True, blank=True)
+    api_endpoint = models.TextField(null=True, blank=True)
+    human_in_the_loop = models.TextField(null=True, blank=True)
+    watcher_config = models.TextField(null=True, blank=True)
+    retry_config = models.TextField(null=True, blank=True)
+    statistics = models.TextField(
+        null=True,
+        blank=True,
+        help_text="The statistics object; the columns below override its counters.",
+    )
+    metadata = models.TextField(null=True, blank=True)
+    extra = models.TextField(
+        default="{}", help_text="Every other top-level key (legacy lists, unknown keys), in order."
+    )
+
+    total_incoming = models.BigIntegerField(null=True, blank=True)
+    total_sent = models.BigIntegerField(null=True, blank=True)
+    total_failed = models.BigIntegerField(null=True, blank=True)
+    total_approved = models.BigIntegerField(null=True, blank=True)
+    total_rejected = models.BigIntegerField(null=True, blank=True)
+    last_message_received = models.TextField(null=True, blank=True)
+    last_message_sent = models.TextField(null=True, blank=True)
+    last_updated = models.TextField(null=True, blank=True, help_text="metadata.last_updated (JSON)")
+
+    class Meta:
+        verbose_name = "session and settings"
+        verbose_name_plural = "session and settings"
+        constraints = [models.CheckConstraint(condition=Q(pk=1), name="state_root_is_single")]
+
+    def __str__(self) -> str:
+        return "Session and settings"
+
+
+class LogEntry(models.Model):
+    """One entry of `message_log`, the sender's own log, in order of the primary key."""
+
+    raw = models.TextField()
+    recipient = models.CharField(max_length=200, blank=True)
+    outcome = models.CharField(max_length=20, blank=True, help_text="`status` of the entry")
+    logged_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "message log entry"
+        verbose_name_plural = "message log"
+
+    def __str__(self) -> str:
+        return f"{self.outcome} to {self.recipient}"
+
+
+class AuditEvent(models.Model):
+    """Append-only history. `message_id` is a string, not a foreign key: events
+    outlive a re-import and a deleted message."""
+
+    message_id = models.CharField(max_length=MAX_ID_LENGTH, blank=True, db_index=True)
+    action = models.CharField(max_length=50, db_index=True)
+    from_status = models.CharField(max_length=20, blank=True)
+    to_status = models.CharField(max_length=20, blank=True)
+    actor = models.CharField(max_length=150, db_index=True)
+    source = models.CharField(max_length=20, choices=Source.choices)
+    note = models.TextField(blank=True)
+    detail = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.message_id} by {self.actor}"
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None and not kwargs.get("force_insert"):
+            raise ValueError("audit events are append-only")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise ValueError("audit events are append-only")
+
+
+class GatewayEvent(models.Model):
+    """A whatsapp-web.js client event forwarded by the gateway (the last few hundred are kept)."""
+
+    event = models.CharField(max_length=30)
+    payload = models.TextField(help_text="The event as received (JSON text).")
+    received_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["-received_at", "-pk"]
+
+    def __str__(self) -> str:
+        return self.event
+
+
+class Heartbeat(models.Model):
+    """The last sign of life of a worker (e.g. the sender)."""
+
+    name = models.CharField(max_length=100, unique=True)
+    beat_at = models.DateTimeField()
+    detail = models.JSONField(default=dict, blank=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Incident(models.Model):
+    """An alert-worthy condition, open until resolved; admins are mailed once per incident."""
+
+    kind = models.CharField(max_length=50)
+    opened_at = models.DateTimeField()
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    summary = models.TextField(blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["kind"],
+                condition=Q(resolved_at__isnull=True),
+                name="one_open_incident_per_kind",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} since {self.opened_at:%Y-%m-%d %H:%M}"

@@ -1,0 +1,354 @@
+"""The canonical `whatsapp_state.json`: strict reading with the place of every
+fault, import in one transaction, and export that gives back what was read.
+
+Canonical form: `json.dumps(state, indent=2, ensure_ascii=False)`, UTF-8, no
+trailing newline (STATE_FORMAT.md). A file in that form comes back byte for
+byte, because every verbatim part is kept as JSON text with its key order.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from django.db import connection, transaction
+
+from . import clock, rootstate
+from .messagedata import dumps_compact, message_columns
+from .models import AuditEvent, LogEntry, Message, StateRoot, Status
+from .statevalidate import StateFileError, find_duplicate_ids, parse_state
+
+BATCH_SIZE = 2000
+MESSAGE_INSERT_FIELDS = [
+    "message_id",
+    "status",
+    "position",
+    "sender",
+    "sender_name",
+    "author",
+    "recipient",
+    "chat",
+    "body",
+    "is_group",
+    "reply_to",
+    "timestamp",
+    "status_updated_at",
+    "status_changed_by",
+    "claimed_by",
+    "claimed_at",
+    "lease_until",
+    "raw",
+]
+DUPLICATE_RULES = ("refuse", "keep-first", "keep-last")
+
+__all__ = [
+    "DUPLICATE_RULES",
+    "ImportSummary",
+    "StateFileError",
+    "backup_state",
+    "export_bytes",
+    "export_state",
+    "export_text",
+    "import_bytes",
+    "import_state",
+    "parse_state",
+    "write_atomically",
+]
+
+
+@dataclass
+class ImportSummary:
+    before: dict[str, int] = field(default_factory=dict)
+    after: dict[str, int] = field(default_factory=dict)
+    dropped_duplicates: list[str] = field(default_factory=list)
+
+
+def current_counts() -> dict[str, int]:
+    """Messages per list, and the message_log's length: what an import replaces."""
+    counts = {status: 0 for status in Status.values}
+    for row in Message.objects.order_by().values("status").annotate(n=_count()):
+        counts[row["status"]] = row["n"]
+    counts["message_log"] = LogEntry.objects.count()
+    return counts
+
+
+def _count():
+    from django.db.models import Count
+
+    return Count("pk")
+
+
+def state_counts(state: dict) -> dict[str, int]:
+    messages = state.get("messages") or {}
+    counts = {status: len(messages.get(status) or []) for status in Status.values}
+    counts["message_log"] = len(state.get("message_log") or [])
+    return counts
+
+
+# --- Import -------------------------------------------------------------------
+
+
+def import_bytes(
+    data: bytes,
+    *,
+    actor: str,
+    source: str,
+    on_duplicate: str = "refuse",
+    progress: Callable[[int, int], None] | None = None,
+) -> ImportSummary:
+    """Validate a whole file and import it; the database is untouched on any fault."""
+    return import_state(
+        parse_state(data), actor=actor, source=source, on_duplicate=on_duplicate, progress=progress
+    )
+
+
+def import_state(
+    state: dict,
+    *,
+    actor: str,
+    source: str,
+    on_duplicate: str = "refuse",
+    progress: Callable[[int, int], None] | None = None,
+) -> ImportSummary:
+    """Replace the whole state with an already validated one, in one transaction.
+
+    The same id in two places is refused naming every such id and its lists,
+    unless `on_duplicate` chooses a rule ("keep-first"/"keep-last" by file order).
+    Audit events are never deleted; one more says what the import replaced."""
+    if on_duplicate not in DUPLICATE_RULES:
+        raise ValueError(f"on_duplicate must be one of {', '.join(DUPLICATE_RULES)}")
+    duplicates = find_duplicate_ids(state)
+    if duplicates and on_duplicate == "refuse":
+        raise StateFileError(
+            [
+                (f"messages ({', '.join(places)})", f"the id {mid!r} appears more than once")
+                for mid, places in duplicates.items()
+            ]
+        )
+    summary = ImportSummary(after=state_counts(state), dropped_duplicates=sorted(duplicates))
+    rows = _message_rows(state, on_duplicate if duplicates else None)
+    total = sum(summary.after[s] for s in Status.values)
+    with transaction.atomic():
+        summary.before = current_counts()
+        Message.objects.all().delete()
+        LogEntry.objects.all().delete()
+        StateRoot.objects.all().delete()
+        StateRoot.objects.create(pk=1, **_root_fields(state))
+        _insert_messages(rows, total, progress)
+        LogEntry.objects.bulk_create(
+            _log_entries(state.get("message_log") or []), batch_size=BATCH_SIZE
+        )
+        AuditEvent.objects.create(
+            action="import",
+            actor=actor,
+            source=source,
+            note=f"replaced {summary.before} with {summary.after}",
+            detail={
+                "before": summary.before,
+                "after": summary.after,
+                "dropped_duplicates": summary.dropped_duplicates
+                if on_duplicate != "refuse"
+                else [],
+                "duplicate_rule": on_duplicate,
+            },
+            created_at=clock.now(),
+        )
+    return summary
+
+
+def _message_rows(state: dict, duplicate_rule: str | None):
+    """Insert rows in file order; with a duplicate rule, the kept occurrence only."""
+    messages = state.get("messages") or {}
+    keep: dict[str, tuple[str, int]] | None = None
+    if duplicate_rule:
+        keep = {}
+        for status, items in messages.items():
+            for index, obj in enumerate(items):
+                if duplicate_rule == "keep-last" or obj["id"] not in keep:
+                    keep[obj["id"]] = (status, index)
+    for status, items in messages.items():
+        for index, obj in enumerate(items):
+            if keep is not None and keep[obj["id"]] != (status, index):
+                continue
+            columns = message_columns(obj, status)
+            columns["position"] = index
+            yield columns
+
+
+def _insert_messages(rows, total: int, progress) -> None:
+    # One executemany per batch: bulk_create builds a model instance per row,
+    # which costs about three times as much on 100,000 messages.
+    table = Message._meta.db_table
+    fields = [Message._meta.get_field(name) for name in MESSAGE_INSERT_FIELDS]
+    quote = connection.ops.quote_name
+    sql = (
+        f"INSERT INTO {quote(table)} ({', '.join(quote(f.column) for f in fields)}) "
+        f"VALUES ({', '.join(['%s'] * len(fields))})"
+    )
+    prepare = [(f.name, f.get_db_prep_value) for f in fields]
+    defaults = {"status_changed_by": "", "claimed_by": "", "claimed_at": None, "lease_until": None}
+    done = 0
+    batch: list[tuple] = []
+    with connection.cursor() as cursor:
+        for row in rows:
+            row = {**defaults, **row}
+            batch.append(tuple(prep(row[name], connection, False) for name, prep in prepare))
+            if len(batch) >= BATCH_SIZE:
+                cursor.executemany(sql, batch)
+                done += len(batch)
+                batch.clear()
+                if progress:
+                    progress(done, total)
+        if batch:
+            cursor.executemany(sql, batch)
+            done += len(batch)
+            if progress:
+                progress(done, total)
+
+
+def _log_entries(entries: list) -> list[LogEntry]:
+    return [
+        LogEntry(
+            raw=dumps_compact(entry),
+            recipient=entry.get("recipient") if isinstance(entry.get("recipient"), str) else "",
+            outcome=entry.get("status") if isinstance(entry.get("status"), str) else "",
+            logged_at=clock.parse_timestamp(entry.get("timestamp")),
+        )
+        for entry in entries
+    ]
+
+
+def _json_or_none(state: dict, key: str) -> str | None:
+    return dumps_compact(state[key]) if key in state else None
+
+
+def _root_fields(state: dict) -> dict:
+    stats = state.get("statistics")
+    stats = stats if isinstance(stats, dict) else {}
+    meta = state.get("metadata")
+    meta = meta if isinstance(meta, dict) else {}
+    fields = {key: _json_or_none(state, key) for key in rootstate.COLUMN_KEYS}
+    fields.update(
+        key_order=dumps_compact(list(state)),
+        message_lists=dumps_compact(list(state["messages"])) if "messages" in state else None,
+        extra=dumps_compact(
+            {
+                k: v
+                for k, v in state.items()
+                if k not in rootstate.COLUMN_KEYS and k not in ("messages", "message_log")
+            }
+        ),
+        last_updated=dumps_compact(meta["last_updated"]) if "last_updated" in meta else None,
+    )
+    for name in rootstate.COUNTERS:
+        fields[name] = stats.get(name)
+    for name in rootstate.LAST_TIMES:
+        fields[name] = dumps_compact(stats[name]) if name in stats else None
+    return fields
+
+
+# --- Export -------------------------------------------------------------------
+
+
+def export_state_dict() -> dict:
+    """The whole state as the canonical file holds it, keys in their order."""
+    root = rootstate.get_root()
+    lists = _lists_in_order(root)
+    key_order = json.loads(root.key_order)
+    extra = json.loads(root.extra)
+    has_messages = any(lists.values())
+    log = [json.loads(raw) for raw in LogEntry.objects.order_by("pk").values_list("raw", flat=True)]
+    parts = {
+        key: rootstate.part(root, key)
+        for key in rootstate.COLUMN_KEYS
+        if getattr(root, key) is not None
+    }
+    stats = rootstate.statistics(root)
+    if stats or "statistics" in parts:
+        parts["statistics"] = stats
+    if root.last_updated is not None:
+        meta = parts.get("metadata")
+        meta = dict(meta) if isinstance(meta, dict) else {}
+        meta["last_updated"] = json.loads(root.last_updated)
+        parts["metadata"] = meta
+    if "messages" in key_order or has_messages:
+        parts["messages"] = lists
+    if "message_log" in key_order or log:
+        parts["message_log"] = log
+    parts.update(extra)
+    order = key_order + [
+        key for key in rootstate.TOP_LEVEL_ORDER if key in parts and key not in key_order
+    ]
+    order += [key for key in parts if key not in order]
+    return {key: parts[key] for key in order if key in parts}
+
+
+def _lists_in_order(root: StateRoot) -> dict[str, list]:
+    names = json.loads(root.message_lists) if root.message_lists else []
+    lists: dict[str, list] = {name: [] for name in names}
+    rows = Message.objects.order_by("status", "position", "pk").values_list("status", "raw")
+    for status, raw in rows.iterator(chunk_size=BATCH_SIZE):
+        lists.setdefault(status, []).append(json.loads(raw))
+    # A list that appeared since the import goes after the ones the file had.
+    return {name: lists[name] for name in names} | {
+        name: lists[name] for name in Status.values if name in lists and name not in names
+    }
+
+
+def export_text() -> str:
+    return json.dumps(export_state_dict(), indent=2, ensure_ascii=False)
+
+
+def export_bytes() -> bytes:
+    """The very bytes export_state writes (the canonical form)."""
+    return export_text().encode("utf-8")
+
+
+def write_atomically(path: Path | str, data: bytes) -> Path:
+    """Write to a temporary file in the same folder, flush, fsync, then replace:
+    an interrupted write leaves the old file intact."""
+    path = Path(path)
+    handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as tmp:
+            tmp.write(data)
+            tmp.flush()
+            os.fsync(tmp.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    try:
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+    except OSError:
+        return path
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    return path
+
+
+def export_state(path: Path | str) -> Path:
+    """Write the canonical file to `path`, atomically."""
+    return write_atomically(path, export_bytes())
+
+
+def backup_state(folder: Path | str | None = None) -> Path:
+    """A timestamped copy, `whatsapp_state_backup_YYYYmmdd_HHMMSS.json`, in the backup folder."""
+    from django.conf import settings
+
+    folder = Path(folder or settings.STATE_BACKUP_DIR)
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d_%H%M%S", time.localtime())
+    path = folder / f"whatsapp_state_backup_{stamp}.json"
+    counter = 1
+    while path.exists():  # two backups in one second must not overwrite each other
+        path = folder / f"whatsapp_state_backup_{stamp}_{counter}.json"
+        counter += 1
+    return export_state(path)
