@@ -88,6 +88,10 @@ class Message(models.Model):
     objects = MessageQuerySet.as_manager()
 
     class Meta:
+        permissions = [
+            ("review_message", "Can approve, edit, reject and undo drafted replies"),
+            ("resolve_failed", "Can retry a failed reply or confirm it was sent"),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=Q(status__in=Status.values), name="message_status_is_known"
@@ -154,6 +158,10 @@ class StateRoot(models.Model):
     last_updated = models.TextField(null=True, blank=True, help_text="metadata.last_updated (JSON)")
 
     class Meta:
+        permissions = [
+            ("import_state", "Can replace the whole state by uploading a file"),
+            ("export_state", "Can download the whole state file"),
+        ]
         verbose_name = "session and settings"
         verbose_name_plural = "session and settings"
         constraints = [models.CheckConstraint(condition=Q(pk=1), name="state_root_is_single")]
