@@ -15,6 +15,7 @@ second message to the customer.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -230,7 +231,7 @@ def retry_delays(retry_config: Mapping[str, Any] | None) -> list[float]:
     # bool is an int in Python; "max_retries: true" is a typo, not 1.
     if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
         raise ValueError(f"retry_config.max_retries must be a whole number >= 1, got {attempts!r}")
-    if isinstance(delay, bool) or not isinstance(delay, int | float) or delay < 0:
+    if isinstance(delay, bool) or not isinstance(delay, int | float) or not 0 <= delay < math.inf:
         raise ValueError(f"retry_config.retry_delay_seconds must be a number >= 0, got {delay!r}")
     if not isinstance(exponential, bool):
         raise ValueError(
@@ -249,6 +250,7 @@ class SendResult:
 
     @property
     def ok(self) -> bool:
+        """True when the gateway confirmed the send with a messageId."""
         return self.error is None
 
     @property

@@ -129,8 +129,11 @@ class StandinGateway:
     # -- knobs --------------------------------------------------------------
 
     def reset(self) -> None:
-        """Back to a healthy gateway with no records (the server keeps running)."""
+        """Back to a healthy gateway with no records, listening again if it was down."""
         with self._lock:
+            if self._down:
+                self._listen()
+                self._down = False
             self._send_mode = "ok"
             self._queued: deque[str] = deque()
             self.refuse_error = DEFAULT_REFUSE_ERROR
