@@ -7,6 +7,8 @@ import pytest
 from statecore import statefile
 from statecore.models import Source
 
+pytest_plugins = ["tests.fake_gateway"]
+
 SAMPLE = (
     Path(__file__).resolve().parent.parent / "statecore" / "fixtures" / "whatsapp_state.sample.json"
 )
