@@ -1,0 +1,599 @@
+"""The admin site: find anything, fix by hand what scripts broke, see the history.
+
+Status changes only through the actions of the message list, which call the
+lifecycle; the status field is on no form. The few things edited by hand (a
+message's extra keys, the four settings) are saved here in one transaction
+with an audit event (source "admin") holding before and after. Records
+(audit events, the sender's log, gateway events, heartbeats, incidents) are
+read-only for everyone.
+"""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import urlencode
+
+from django.contrib import admin, messages
+from django.db import transaction
+from django.db.models import Q
+from django.http import HttpRequest, HttpResponseRedirect
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
+from django.utils.text import Truncator
+
+from . import clock, lifecycle, rootstate, session
+from .admin_forms import (
+    MessageExtraForm,
+    SettingsForm,
+    extra_keys,
+    pretty,
+    with_extra_keys,
+)
+from .messagedata import message_columns
+from .models import (
+    AuditEvent,
+    GatewayEvent,
+    Heartbeat,
+    Incident,
+    Message,
+    Source,
+    StateRoot,
+    Status,
+)
+from .models import LogEntry as MessageLogEntry
+
+admin.site.site_header = "WhatsApp approvals: administration"
+admin.site.site_title = "WhatsApp approvals admin"
+admin.site.index_title = "Fix the state by hand"
+admin.site.site_url = "/"
+
+SKIPPED_SHOWN = 20
+HISTORY_SHOWN = 20
+
+
+class Conflict(Exception):
+    """Someone else changed what the page showed; nothing was saved."""
+
+
+def _actor(request: HttpRequest) -> str:
+    return request.user.get_username()
+
+
+def _json_block(value: object):
+    return format_html('<pre class="state-json" dir="auto">{}</pre>', pretty(value))
+
+
+def _message_url(pk: int) -> str:
+    return reverse("admin:statecore_message_change", args=[pk])
+
+
+# --- Saving by hand (the core of what the forms allow) ------------------------
+
+
+def save_extra_keys(pk: int, extra: dict, seen: dict, *, actor: str) -> bool:
+    """Replace a message's extra keys, if they are still what the page showed.
+
+    The stored object and its columns are rewritten together under the row
+    lock, with one audit event "admin_edit". False when nothing changed."""
+    with transaction.atomic():
+        msg = Message.objects.select_for_update().get(pk=pk)
+        data = msg.data
+        before = extra_keys(data)
+        if before != seen:
+            raise Conflict(
+                f"{msg.message_id}: its extra keys were changed since you opened it "
+                "(by the sender or another admin); nothing saved. They are shown as they are now."
+            )
+        if before == extra:
+            return False
+        columns = message_columns(with_extra_keys(data, extra), msg.status)
+        del columns["message_id"], columns["status"]
+        Message.objects.filter(pk=pk).update(**columns)
+        rootstate.touch()
+        AuditEvent.objects.create(
+            message_id=msg.message_id,
+            action="admin_edit",
+            actor=actor,
+            source=Source.ADMIN,
+            note="extra keys edited",
+            detail={"before": before, "after": extra},
+            created_at=clock.now(),
+        )
+    return True
+
+
+def save_settings(changes: dict, seen: dict, *, actor: str) -> None:
+    """Write the changed settings, all or none, each audited with before and after."""
+
+    def replace(key: str, value: object):
+        def change(old: object) -> object:
+            if old != seen[key]:
+                raise Conflict(
+                    f"{key} was changed since you opened this page; nothing saved. "
+                    "It is shown as it is now."
+                )
+            return value
+
+        return change
+
+    with transaction.atomic():
+        for key, value in changes.items():
+            rootstate.update_part(
+                key, replace(key, value), actor=actor, source=Source.ADMIN, action="admin_setting"
+            )
+
+
+class _SavesThroughCore:
+    """Admin plumbing: save through the core, and report a Conflict as an error
+    on the same page instead of "changed successfully"."""
+
+    class Media:
+        css = {"all": ["css/admin.css"]}
+
+    def save_model(self, request, obj, form, change) -> None:
+        try:
+            with transaction.atomic():
+                self.save_through_core(request, obj, form)
+        except Conflict as exc:
+            request.admin_conflict = str(exc)
+
+    def log_change(self, request, obj, message):
+        if getattr(request, "admin_conflict", None):
+            return None
+        return super().log_change(request, obj, message)
+
+    def response_change(self, request, obj):
+        conflict = getattr(request, "admin_conflict", None)
+        if conflict:
+            self.message_user(request, conflict, messages.ERROR)
+            return HttpResponseRedirect(request.path)
+        return super().response_change(request, obj)
+
+
+# --- Messages -----------------------------------------------------------------
+
+
+class KindFilter(admin.SimpleListFilter):
+    title = "kind"
+    parameter_name = "kind"
+
+    def lookups(self, request, model_admin):
+        return [("incoming", "From a customer"), ("reply", "Drafted reply")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "incoming":
+            return queryset.filter(reply_to="")
+        if self.value() == "reply":
+            return queryset.replies()
+        return queryset
+
+
+class ChatFilter(admin.SimpleListFilter):
+    title = "group or direct"
+    parameter_name = "chat_kind"
+
+    def lookups(self, request, model_admin):
+        return [("group", "Group"), ("direct", "Direct")]
+
+    def queryset(self, request, queryset):
+        if self.value() in ("group", "direct"):
+            return queryset.filter(is_group=self.value() == "group")
+        return queryset
+
+
+@admin.register(Message)
+class MessageAdmin(_SavesThroughCore, admin.ModelAdmin):
+    form = MessageExtraForm
+    list_display = ["message_id", "status", "who", "preview", "timestamp", "status_updated_at"]
+    list_filter = [
+        "status",
+        KindFilter,
+        ChatFilter,
+        ("timestamp", admin.DateFieldListFilter),
+        ("status_updated_at", admin.DateFieldListFilter),
+    ]
+    search_fields = ["message_id", "sender", "sender_name", "recipient", "chat", "body"]
+    search_help_text = "Id, number, name, or any words of the text."
+    ordering = ["-pk"]
+    list_per_page = 50
+    show_full_result_count = False
+    actions = ["approve", "reject", "retry_failed", "mark_failed", "confirm_sent"]
+    readonly_fields = [
+        "message_id",
+        "status",
+        "status_changed_by",
+        "status_updated_at",
+        "sender",
+        "sender_name",
+        "author",
+        "recipient",
+        "is_group",
+        "timestamp",
+        "text",
+        "in_reply_to",
+        "replies",
+        "claimed_by",
+        "claimed_at",
+        "lease_until",
+        "stored_object",
+        "history",
+    ]
+    editing_fields = ["extra_keys", "seen"]
+
+    def get_fieldsets(self, request, obj=None):
+        stored = ["stored_object"]
+        if self.has_change_permission(request, obj):
+            stored += self.editing_fields
+        return [
+            (None, {"fields": ["message_id", "status", "status_changed_by", "status_updated_at"]}),
+            (
+                "Who and what",
+                {
+                    "fields": [
+                        "sender",
+                        "sender_name",
+                        "author",
+                        "recipient",
+                        "is_group",
+                        "timestamp",
+                        "text",
+                    ]
+                },
+            ),
+            ("Conversation", {"fields": ["in_reply_to", "replies"]}),
+            ("Sending", {"fields": ["claimed_by", "claimed_at", "lease_until"]}),
+            ("Stored object", {"fields": stored}),
+            ("History", {"fields": ["history"]}),
+        ]
+
+    def has_add_permission(self, request) -> bool:
+        return False  # messages arrive through the lifecycle (scripts, import)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # a deleted message would leave the counters and the audit log behind
+
+    def has_review_permission(self, request) -> bool:
+        return request.user.has_perm("statecore.review_message")
+
+    def has_resolve_permission(self, request) -> bool:
+        return request.user.has_perm("statecore.resolve_failed")
+
+    def save_through_core(self, request, obj, form) -> None:
+        save_extra_keys(
+            obj.pk,
+            form.cleaned_data["extra_keys"],
+            form.cleaned_data["seen"],
+            actor=_actor(request),
+        )
+
+    # Columns and read-only fields ---------------------------------------------
+    @admin.display(description="from / to")
+    def who(self, obj: Message) -> str:
+        if obj.reply_to:
+            return f"to {obj.recipient}"
+        name = f"{obj.sender_name} " if obj.sender_name else ""
+        return f"{name}{obj.sender}"
+
+    @admin.display(description="text")
+    def preview(self, obj: Message):
+        short = Truncator(" ".join(obj.body.split())).chars(80)
+        return format_html('<span dir="auto">{}</span>', short)
+
+    @admin.display(description="text")
+    def text(self, obj: Message):
+        return format_html('<div class="message-text" dir="auto">{}</div>', obj.body)
+
+    @admin.display(description="in reply to")
+    def in_reply_to(self, obj: Message):
+        if not obj.reply_to:
+            return "-"
+        pk = Message.objects.filter(message_id=obj.reply_to).values_list("pk", flat=True).first()
+        if pk is None:
+            return f"{obj.reply_to} (not stored)"
+        return format_html('<a href="{}">{}</a>', _message_url(pk), obj.reply_to)
+
+    @admin.display(description="replies to this message")
+    def replies(self, obj: Message):
+        rows = Message.objects.filter(reply_to=obj.message_id).order_by("pk")
+        rows = rows.values_list("pk", "message_id", "status")
+        links = format_html_join(
+            "",
+            '<li><a href="{}">{}</a> ({})</li>',
+            ((_message_url(pk), mid, st) for pk, mid, st in rows),
+        )
+        return format_html("<ul>{}</ul>", links) if links else "-"
+
+    @admin.display(description="stored object (read-only)")
+    def stored_object(self, obj: Message):
+        return _json_block(obj.data)
+
+    @admin.display(description="audit events")
+    def history(self, obj: Message):
+        events = AuditEvent.objects.filter(message_id=obj.message_id)[:HISTORY_SHOWN]
+        rows = format_html_join(
+            "",
+            '<tr><td>{}</td><td>{}</td><td>{} → {}</td><td>{}</td><td>{}</td><td dir="auto">{}</td></tr>',
+            (
+                (
+                    clock.local_iso(e.created_at)[:19],
+                    e.action,
+                    e.from_status or "-",
+                    e.to_status or "-",
+                    e.actor,
+                    e.source,
+                    Truncator(e.note).chars(120),
+                )
+                for e in events
+            ),
+        )
+        everything = (
+            reverse("admin:statecore_auditevent_changelist")
+            + "?"
+            + urlencode({"message_id": obj.message_id})
+        )
+        return format_html(
+            '<table class="audit-history"><tbody>{}</tbody></table><p><a href="{}">All events of this message</a></p>',
+            rows,
+            everything,
+        )
+
+    # Actions: each calls the lifecycle once per message and reports every refusal
+    def _run(self, request, queryset, verb: str, move) -> None:
+        moved, skipped = 0, []
+        for mid in queryset.order_by("pk").values_list("message_id", flat=True):
+            try:
+                move(mid)
+            except lifecycle.MoveRefused as exc:
+                skipped.append(str(exc))
+            else:
+                moved += 1
+        self.message_user(
+            request, f"{verb}: {moved} moved, {len(skipped)} skipped.", messages.SUCCESS
+        )
+        if skipped:
+            shown = skipped[:SKIPPED_SHOWN]
+            more = len(skipped) - len(shown)
+            text = "Skipped: " + " | ".join(shown) + (f" | and {more} more" if more else "")
+            self.message_user(request, text, messages.WARNING)
+
+    def _who(self, request) -> dict:
+        return {"actor": _actor(request), "source": Source.ADMIN}
+
+    @admin.action(description="Approve", permissions=["review"])
+    def approve(self, request, queryset):
+        self._run(
+            request, queryset, "Approve", lambda mid: lifecycle.approve(mid, **self._who(request))
+        )
+
+    @admin.action(description="Reject", permissions=["review"])
+    def reject(self, request, queryset):
+        self._run(
+            request,
+            queryset,
+            "Reject",
+            lambda mid: lifecycle.reject(mid, reason="rejected in the admin", **self._who(request)),
+        )
+
+    @admin.action(description="Retry failed", permissions=["resolve"])
+    def retry_failed(self, request, queryset):
+        self._run(
+            request, queryset, "Retry", lambda mid: lifecycle.retry(mid, **self._who(request))
+        )
+
+    @admin.action(description="Mark failed (stuck approved replies)", permissions=["resolve"])
+    def mark_failed(self, request, queryset):
+        error = f"marked failed by {_actor(request)} in the admin"
+
+        def move(mid: str):
+            # Not while the sender holds a live lease: it may be sending right now,
+            # and a retry after this would send the reply twice.
+            now = clock.now()
+            return lifecycle.move(
+                mid,
+                Status.FAILED,
+                expected=[Status.APPROVED],
+                note=error,
+                set_keys={"error": error},
+                detail={"error": error},
+                guard=Q(lease_until__isnull=True) | Q(lease_until__lte=now),
+                guard_reason="the sender holds it (its lease has not run out); try again later",
+                **self._who(request),
+            )
+
+        self._run(request, queryset, "Mark failed", move)
+
+    @admin.action(description="Confirmed sent (checked on the phone)", permissions=["resolve"])
+    def confirm_sent(self, request, queryset):
+        self._run(
+            request,
+            queryset,
+            "Confirmed sent",
+            lambda mid: lifecycle.confirm_sent(
+                mid, note="confirmed in the admin", **self._who(request)
+            ),
+        )
+
+
+# --- Session and settings (the one StateRoot row) -------------------------------
+
+
+@admin.register(StateRoot)
+class StateRootAdmin(_SavesThroughCore, admin.ModelAdmin):
+    form = SettingsForm
+    readonly_fields = ["validity", "session_json", "account_json", "counters", "metadata_json"]
+    setting_fields = ["human_in_the_loop", "api_endpoint", "watcher_config", "retry_config", "seen"]
+
+    def get_fieldsets(self, request, obj=None):
+        settings = (
+            self.setting_fields if self.has_change_permission(request, obj) else ["settings_json"]
+        )
+        return [
+            ("Settings", {"fields": settings}),
+            ("Session", {"fields": ["validity", "session_json", "account_json"]}),
+            ("Statistics", {"fields": ["counters", "metadata_json"]}),
+        ]
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = list(self.readonly_fields)
+        if not self.has_change_permission(request, obj):
+            fields.append("settings_json")
+        return fields
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def changelist_view(self, request, extra_context=None):
+        # One row: its list is its page.
+        rootstate.get_root()
+        return HttpResponseRedirect(reverse("admin:statecore_stateroot_change", args=[1]))
+
+    def save_through_core(self, request, obj, form) -> None:
+        changes = form.changed_settings()
+        if changes:
+            save_settings(changes, form.cleaned_data["seen"], actor=_actor(request))
+
+    @admin.display(description="settings")
+    def settings_json(self, obj: StateRoot):
+        return _json_block({key: rootstate.part(obj, key) for key in self.setting_fields[:-1]})
+
+    @admin.display(description="session validity")
+    def validity(self, obj: StateRoot):
+        report = session.check(rootstate.session_data(obj))
+        rules = format_html_join(
+            "",
+            "<li>{}: {} ({})</li>",
+            ((r.name, "passed" if r.passed else "FAILED", r.reason) for r in report.rules),
+        )
+        return format_html("<strong>{}</strong><ul>{}</ul>", report.verdict, rules)
+
+    @admin.display(description="session (read-only)")
+    def session_json(self, obj: StateRoot):
+        return _json_block(rootstate.part(obj, "session"))
+
+    @admin.display(description="account (read-only)")
+    def account_json(self, obj: StateRoot):
+        return _json_block(rootstate.part(obj, "account_info"))
+
+    @admin.display(description="statistics: totals ever counted")
+    def counters(self, obj: StateRoot):
+        return _json_block(rootstate.statistics(obj))
+
+    @admin.display(description="metadata")
+    def metadata_json(self, obj: StateRoot):
+        return _json_block(rootstate.part(obj, "metadata"))
+
+
+# --- Records: read-only for everyone, superusers included ------------------------
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(ReadOnlyAdmin):
+    class Media:
+        css = {"all": ["css/admin.css"]}
+
+    list_display = ["created_at", "action", "message", "move", "actor", "source", "short_note"]
+    list_filter = [
+        ("actor", admin.AllValuesFieldListFilter),
+        ("action", admin.AllValuesFieldListFilter),
+        "source",
+        ("created_at", admin.DateFieldListFilter),
+    ]
+    search_fields = ["message_id"]
+    search_help_text = "A message id, or a part of it."
+    list_per_page = 100
+    show_full_result_count = False
+    fields = [
+        "created_at",
+        "action",
+        "message_id",
+        "from_status",
+        "to_status",
+        "actor",
+        "source",
+        "note",
+        "detail_json",
+    ]
+    readonly_fields = ["detail_json"]
+
+    @admin.display(description="message")
+    def message(self, obj: AuditEvent):
+        if not obj.message_id:
+            return "-"
+        url = (
+            reverse("admin:statecore_message_changelist")
+            + "?"
+            + urlencode({"message_id": obj.message_id})
+        )
+        return format_html('<a href="{}">{}</a>', url, obj.message_id)
+
+    @admin.display(description="move")
+    def move(self, obj: AuditEvent) -> str:
+        return f"{obj.from_status or '-'} → {obj.to_status or '-'}"
+
+    @admin.display(description="note")
+    def short_note(self, obj: AuditEvent):
+        return format_html('<span dir="auto">{}</span>', Truncator(obj.note).chars(80))
+
+    @admin.display(description="detail (before / after)")
+    def detail_json(self, obj: AuditEvent):
+        return _json_block(obj.detail)
+
+
+@admin.register(MessageLogEntry)
+class MessageLogEntryAdmin(ReadOnlyAdmin):
+    list_display = ["logged_at", "recipient", "outcome", "entry"]
+    list_filter = ["outcome", ("logged_at", admin.DateFieldListFilter)]
+    search_fields = ["recipient", "raw"]
+    ordering = ["-pk"]
+    show_full_result_count = False
+    fields = ["logged_at", "recipient", "outcome", "entry_json"]
+    readonly_fields = ["entry_json"]
+
+    @admin.display(description="entry")
+    def entry(self, obj: MessageLogEntry):
+        return format_html('<span dir="auto">{}</span>', Truncator(obj.raw).chars(100))
+
+    @admin.display(description="entry as stored")
+    def entry_json(self, obj: MessageLogEntry):
+        return _json_block(json.loads(obj.raw))
+
+
+@admin.register(GatewayEvent)
+class GatewayEventAdmin(ReadOnlyAdmin):
+    list_display = ["received_at", "event", "short_payload"]
+    list_filter = ["event", ("received_at", admin.DateFieldListFilter)]
+    search_fields = ["event", "payload"]
+    show_full_result_count = False
+    fields = ["received_at", "event", "payload"]
+
+    @admin.display(description="payload")
+    def short_payload(self, obj: GatewayEvent) -> str:
+        return Truncator(obj.payload).chars(100)
+
+
+@admin.register(Heartbeat)
+class HeartbeatAdmin(ReadOnlyAdmin):
+    list_display = ["name", "beat_at", "detail"]
+    fields = ["name", "beat_at", "detail"]
+
+
+@admin.register(Incident)
+class IncidentAdmin(ReadOnlyAdmin):
+    list_display = ["kind", "opened_at", "resolved_at", "summary"]
+    list_filter = ["kind", ("opened_at", admin.DateFieldListFilter), "resolved_at"]
+    search_fields = ["kind", "summary"]
+    fields = ["kind", "opened_at", "resolved_at", "summary"]
