@@ -140,6 +140,7 @@ class StandinGateway:
             self._status: bool | str = True
             self._info: dict[str, Any] | str = dict(DEFAULT_INFO)
             self._sends: list[SendCall] = []
+            self._calls: Counter[str] = Counter()
 
     def set_send_mode(self, mode: str) -> None:
         """Make every later /send behave as ``mode`` (one of ``SEND_MODES``).
@@ -186,6 +187,11 @@ class StandinGateway:
         with self._lock:
             return list(self._sends)
 
+    def calls(self) -> Counter[str]:
+        """How many requests arrived per route ("status", "info", "send")."""
+        with self._lock:
+            return Counter(self._calls)
+
     def send_counts(self) -> Counter[str | None]:
         """How many /send calls arrived per Idempotency-Key (None: no header)."""
         with self._lock:
@@ -196,11 +202,13 @@ class StandinGateway:
     def _next_send_mode(self, call: SendCall) -> str:
         with self._lock:
             mode = self._queued.popleft() if self._queued else self._send_mode
+            self._calls["send"] += 1
             self._sends.append(SendCall(call.number, call.message, call.idempotency_key, mode))
             return mode
 
     def _answer_for(self, route: str) -> bool | str | dict[str, Any]:
         with self._lock:
+            self._calls[route] += 1
             return self._status if route == "status" else self._info
 
 

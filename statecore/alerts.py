@@ -1,0 +1,91 @@
+"""Alerts to the admins: one email per incident, not one per poll.
+
+An `Incident` opens when its condition appears and is resolved when it clears;
+the mail goes out when it opens. The database's "one open incident per kind"
+constraint decides which of several pollers opens it, so two senders running
+at once still send one mail.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.core.mail import mail_admins
+from django.db import IntegrityError, transaction
+from django.db.models import Min, Q
+
+from . import clock, session
+from .models import Incident, Message, Status
+
+log = logging.getLogger(__name__)
+
+SESSION_INVALID = "session_invalid"
+SEND_DELAY = "send_delay"
+
+
+def check_incidents(*, now: datetime | None = None) -> list[Incident]:
+    """Open or resolve each kind of incident as things are now; returns those opened."""
+    now = now or clock.now()
+    opened = []
+    for kind, problem in ((SESSION_INVALID, _session_problem()), (SEND_DELAY, _delay_problem(now))):
+        if problem:
+            incident = _open(kind, problem, now)
+            if incident is not None:
+                opened.append(incident)
+        else:
+            Incident.objects.filter(kind=kind, resolved_at__isnull=True).update(resolved_at=now)
+    return opened
+
+
+def open_incidents() -> list[Incident]:
+    return list(Incident.objects.filter(resolved_at__isnull=True).order_by("opened_at"))
+
+
+def _session_problem() -> str:
+    report = session.check(session.current())
+    return "" if report.valid else report.verdict
+
+
+def _delay_problem(now: datetime) -> str:
+    minutes = settings.SEND_DELAY_ALERT_MINUTES
+    late = Message.objects.filter(status=Status.APPROVED).filter(
+        Q(status_updated_at__lt=now - timedelta(minutes=minutes))
+        | Q(status_updated_at__isnull=True)
+    )
+    found = late.aggregate(oldest=Min("status_updated_at"))
+    count = late.count()
+    if not count:
+        return ""
+    since = (
+        f", the oldest approved at {clock.local_iso(found['oldest'])}" if found["oldest"] else ""
+    )
+    return (
+        f"{count} approved repl{'y has' if count == 1 else 'ies have'} waited more than "
+        f"{minutes} minutes to be sent{since}. Is the sender running, and the session valid?"
+    )
+
+
+def _open(kind: str, summary: str, now: datetime) -> Incident | None:
+    if Incident.objects.filter(kind=kind, resolved_at__isnull=True).exists():
+        return None
+    try:
+        with transaction.atomic():
+            incident = Incident.objects.create(kind=kind, opened_at=now, summary=summary)
+    except IntegrityError:
+        return None  # another poller opened it a moment ago, and mails it
+    subject = {
+        SESSION_INVALID: "WhatsApp session not valid",
+        SEND_DELAY: "Replies are not going out",
+    }
+    try:
+        mail_admins(
+            subject[kind],
+            f"{summary}\n\nOpened at {clock.local_iso(now)}. You get one mail per incident; "
+            "the next one comes only after this one has cleared.",
+        )
+    except Exception:
+        # The incident stays open (no mail storm on the next poll); the log says why.
+        log.exception("could not mail the admins about %s", kind)
+    return incident

@@ -1,0 +1,275 @@
+"""POST /gateway/events: the gateway's client events change the session, nothing else gets in."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+
+from statecore import clock, session, session_events
+from statecore.models import AuditEvent, GatewayEvent
+from statecore.statefile import export_bytes
+from tests.session_helpers import set_session, valid_session
+
+TOKEN = "s3cret-gateway-token"
+URL = "/gateway/events"
+
+
+@pytest.fixture
+def token(settings):
+    settings.GATEWAY_TOKEN = TOKEN
+    return TOKEN
+
+
+def post(client, body, *, token=TOKEN, raw=False):
+    headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+    data = body if raw else json.dumps(body)
+    return client.post(URL, data=data, content_type="application/json", headers=headers)
+
+
+def test_qr_event_keeps_the_qr_in_its_event_row_and_asks_for_a_scan(
+    client, db, token, settings, tmp_path
+):
+    valid_session(settings, tmp_path)
+
+    response = post(client, {"event": "qr", "qr": "2@AbC,xyz==", "at": "2026-11-25T09:00:00"})
+
+    assert response.status_code == 200
+    assert response.json() == {"ok": True, "event": "qr", "session_valid": False}
+    stored = session.current()
+    assert stored["requires_qr"] is True
+    assert stored["session_valid"] is False
+    assert "QR" in stored["invalidation_reason"]
+    qr = session_events.latest_qr()
+    assert qr is not None and qr.text == "2@AbC,xyz=="
+    # The login code stays out of whatsapp_state.json.
+    assert b"2@AbC" not in export_bytes()
+
+
+@pytest.mark.parametrize("kind", ["ready", "authenticated"])
+def test_ready_and_authenticated_make_the_session_valid_and_validated_now(
+    client, db, token, settings, tmp_path, kind
+):
+    valid_session(settings, tmp_path)
+    set_session(
+        authenticated=False,
+        session_valid=False,
+        requires_qr=True,
+        last_validation="2026-01-01T00:00:00",
+    )
+    before = clock.now()
+
+    response = post(client, {"event": kind})
+
+    assert response.status_code == 200
+    assert response.json()["session_valid"] is True
+    stored = session.current()
+    assert (stored["authenticated"], stored["session_valid"], stored["requires_qr"]) == (
+        True,
+        True,
+        False,
+    )
+    assert clock.parse_timestamp(stored["last_validation"]) >= before - timedelta(seconds=1)
+    assert session.check(stored).valid
+
+
+def test_a_qr_is_no_longer_shown_once_the_session_is_ready(client, db, token, settings, tmp_path):
+    valid_session(settings, tmp_path)
+    post(client, {"event": "qr", "qr": "2@first"})
+    post(client, {"event": "ready"})
+
+    assert session_events.latest_qr() is None
+
+
+def test_a_qr_older_than_a_minute_is_not_shown(db, settings, tmp_path):
+    valid_session(settings, tmp_path)
+    session_events.apply_event({"event": "qr", "qr": "2@old"})
+
+    later = clock.now() + timedelta(seconds=session_events.QR_FRESH_SECONDS + 1)
+
+    assert session_events.latest_qr(now=later) is None
+    assert session_events.latest_qr().text == "2@old"
+
+
+def test_auth_failure_makes_the_session_invalid_with_the_reason(
+    client, db, token, settings, tmp_path
+):
+    valid_session(settings, tmp_path)
+
+    response = post(client, {"event": "auth_failure", "message": "Restore failed"})
+
+    assert response.status_code == 200
+    stored = session.current()
+    assert stored["session_valid"] is False
+    assert stored["authenticated"] is False
+    assert stored["requires_qr"] is True
+    assert stored["invalidation_reason"] == "authentication failed: Restore failed"
+    assert stored["invalidated_at"]
+    assert "authentication failed: Restore failed" in session.check(stored).verdict
+
+
+def test_disconnected_logout_needs_a_scan(client, db, token, settings, tmp_path):
+    valid_session(settings, tmp_path)
+
+    post(client, {"event": "disconnected", "reason": "LOGOUT"})
+
+    stored = session.current()
+    assert (stored["session_valid"], stored["requires_qr"], stored["authenticated"]) == (
+        False,
+        True,
+        False,
+    )
+    assert stored["invalidation_reason"] == "disconnected: LOGOUT"
+
+
+def test_disconnected_for_another_reason_does_not_ask_for_a_scan(
+    client, db, token, settings, tmp_path
+):
+    valid_session(settings, tmp_path)
+
+    post(client, {"event": "disconnected", "reason": "NAVIGATION"})
+
+    stored = session.current()
+    assert stored["session_valid"] is False
+    assert stored["requires_qr"] is False
+    assert stored["authenticated"] is True
+    assert stored["invalidation_reason"] == "disconnected: NAVIGATION"
+
+
+def test_change_state_is_recorded_and_leaves_the_session_alone(
+    client, db, token, settings, tmp_path
+):
+    before = valid_session(settings, tmp_path)
+
+    response = post(client, {"event": "change_state", "state": "CONNECTED"})
+
+    assert response.status_code == 200
+    assert session.current() == before
+    event = GatewayEvent.objects.get()
+    assert event.event == "change_state"
+    assert json.loads(event.payload) == {"event": "change_state", "state": "CONNECTED"}
+
+
+def test_repeated_qr_codes_write_one_audit_row(db, settings, tmp_path):
+    valid_session(settings, tmp_path)
+    audits = AuditEvent.objects.filter(action="session_invalid")
+
+    for n in range(5):
+        session_events.apply_event({"event": "qr", "qr": f"2@code{n}"})
+
+    assert audits.count() == 1
+    assert GatewayEvent.objects.count() == 5
+    assert session_events.latest_qr().text == "2@code4"
+
+
+def test_only_the_last_few_hundred_events_are_kept(db):
+    for n in range(session_events.KEEP_EVENTS + 5):
+        session_events.apply_event({"event": "change_state", "state": f"S{n}"})
+
+    kept = GatewayEvent.objects.order_by("pk")
+    assert kept.count() == session_events.KEEP_EVENTS
+    assert json.loads(kept.first().payload)["state"] == "S5"
+
+
+# --- Refusals: a clear 4xx, and nothing changed -------------------------------------
+
+
+def _snapshot():
+    return (session.current(), GatewayEvent.objects.count(), AuditEvent.objects.count())
+
+
+@pytest.mark.parametrize(
+    ("headers", "error"),
+    [
+        ({}, "missing token"),
+        ({"Authorization": "Bearer not-the-token"}, "wrong token"),
+        ({"Authorization": f"Basic {TOKEN}"}, "missing token"),
+        ({"Authorization": "Bearer"}, "missing token"),
+    ],
+)
+def test_a_missing_or_wrong_token_is_refused_and_changes_nothing(
+    client, db, token, settings, tmp_path, headers, error
+):
+    valid_session(settings, tmp_path)
+    before = _snapshot()
+
+    response = client.post(
+        URL,
+        data=json.dumps({"event": "disconnected", "reason": "LOGOUT"}),
+        content_type="application/json",
+        headers=headers,
+    )
+
+    assert response.status_code == 401
+    assert error in response.json()["error"]
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    assert _snapshot() == before
+
+
+def test_without_a_configured_token_the_endpoint_does_not_exist(client, db, settings, tmp_path):
+    settings.GATEWAY_TOKEN = ""
+    valid_session(settings, tmp_path)
+    before = _snapshot()
+
+    response = post(client, {"event": "disconnected", "reason": "LOGOUT"}, token="")
+    assert response.status_code == 404
+    assert client.get(URL).status_code == 404
+    assert _snapshot() == before
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        ("{not json", "body: not valid JSON"),
+        ('{"event": "ready", "x": NaN}', "body: not valid JSON"),
+        ("[1, 2]", "body: expected a JSON object"),
+        ('{"qr": "2@x"}', "event: expected a string"),
+        ('{"event": "logout"}', "event: unknown event 'logout'"),
+        ('{"event": "qr"}', "qr: missing"),
+        ('{"event": "qr", "qr": ""}', "qr: expected a non-empty string"),
+        ('{"event": "change_state"}', "state: missing"),
+        ('{"event": "disconnected", "reason": 5}', "reason: expected a string"),
+        ('{"event": "ready", "at": "yesterday"}', "at: 'yesterday' is not an ISO-8601 time"),
+    ],
+)
+def test_a_bad_event_gets_a_400_naming_the_place_and_changes_nothing(
+    client, db, token, settings, tmp_path, body, error
+):
+    valid_session(settings, tmp_path)
+    before = _snapshot()
+
+    response = post(client, body, raw=True)
+
+    assert response.status_code == 400
+    assert response.json()["ok"] is False
+    assert error in response.json()["error"]
+    assert _snapshot() == before
+
+
+def test_the_endpoint_needs_no_csrf_token_and_no_login(db, token, settings, tmp_path):
+    from django.test import Client
+
+    valid_session(settings, tmp_path)
+    strict = Client(enforce_csrf_checks=True)
+
+    response = post(strict, {"event": "ready"})
+
+    assert response.status_code == 200
+
+
+def test_get_is_not_allowed(client, db, token):
+    response = client.get(URL, headers={"Authorization": f"Bearer {TOKEN}"})
+
+    assert response.status_code == 405
+    assert GatewayEvent.objects.count() == 0
+
+
+def test_applying_an_event_takes_a_bounded_number_of_queries(
+    db, settings, tmp_path, django_assert_max_num_queries
+):
+    valid_session(settings, tmp_path)
+    session_events.apply_event({"event": "change_state", "state": "OPENING"})
+
+    with django_assert_max_num_queries(12):
+        session_events.apply_event({"event": "disconnected", "reason": "LOGOUT"})
