@@ -1,0 +1,238 @@
+"""The overview's figures, computed in the database with a fixed number of queries
+whatever the volume (seven: the root row, counts per status, two bounded
+fetches of waits, messages per hour, the oldest pending reply, the heartbeat).
+
+The rates come from the messages stored now, not from the counters: the
+counters are totals ever counted (they only go up, and an old file's lists were
+cut to 100 entries, so the two do not match, and are not meant to).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.db.models import Count, F, OuterRef, Q, Subquery
+from django.db.models.functions import Lower, TruncHour
+from django.utils import timezone
+
+from . import clock, rootstate, session
+from .models import AuditEvent, Heartbeat, Message, Status
+
+WINDOW = timedelta(days=7)
+# The percentiles are taken over at most this many of the most recent waits in
+# the window: one bounded query, whatever the volume. At the volumes we expect
+# (hundreds of replies a day) that is every wait of the week.
+MAX_WAITS = 5000
+SENDER_HEARTBEAT = "sender"
+# Decisions by the automation (human_in_the_loop off) are not waits for a person.
+AUTOMATIC_ACTOR = "auto"
+
+
+@dataclass(frozen=True)
+class Rate:
+    part: int
+    whole: int
+
+    @property
+    def value(self) -> float | None:
+        return self.part / self.whole if self.whole else None
+
+    @property
+    def percent(self) -> str:
+        return "n/a" if self.value is None else f"{self.value * 100:.1f}%"
+
+
+@dataclass(frozen=True)
+class Waits:
+    """Median and 90th percentile of a set of waits (None when there were none)."""
+
+    count: int
+    median: timedelta | None
+    p90: timedelta | None
+    capped: bool = False  # True: only the MAX_WAITS most recent were measured
+
+    @classmethod
+    def of(cls, durations: list[timedelta], *, capped: bool = False) -> Waits:
+        if not durations:
+            return cls(0, None, None, capped)
+        ordered = sorted(durations)
+        seconds = [d.total_seconds() for d in ordered]
+        return cls(
+            len(ordered),
+            timedelta(seconds=statistics.median(seconds)),
+            percentile(ordered, 90),
+            capped,
+        )
+
+
+def percentile(ordered: list, p: float):
+    """Nearest-rank percentile of a sorted list: the smallest value with at least
+    p% of the values at or below it (90th of 1..10 is 9)."""
+    rank = max(1, math.ceil(p / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+@dataclass(frozen=True)
+class Hour:
+    start: datetime
+    received: int = 0
+    replies: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.received + self.replies
+
+
+@dataclass
+class Overview:
+    now: datetime
+    counts: dict[str, int]
+    totals: dict
+    success: Rate
+    approval: Rate
+    decision_waits: Waits
+    send_waits: Waits
+    hours: list[Hour]
+    oldest_pending: Message | None
+    session: session.SessionReport
+    heartbeat: Heartbeat | None
+    window: timedelta = field(default=WINDOW)
+
+    @property
+    def stored(self) -> int:
+        return sum(self.counts.values())
+
+
+def counts_per_status() -> dict[str, int]:
+    counts = dict.fromkeys(Status.values, 0)
+    for row in Message.objects.order_by().values("status").annotate(n=Count("pk")):
+        counts[row["status"]] = row["n"]
+    return counts
+
+
+def success_rate(counts: dict[str, int]) -> Rate:
+    """sent ÷ (sent + failed), of the replies stored now."""
+    return Rate(counts[Status.SENT], counts[Status.SENT] + counts[Status.FAILED])
+
+
+def approval_rate(counts: dict[str, int]) -> Rate:
+    """approved (approved + sent + failed: a reviewer let them through) ÷ decided
+    (those + rejected), of the replies stored now."""
+    let_through = counts[Status.APPROVED] + counts[Status.SENT] + counts[Status.FAILED]
+    return Rate(let_through, let_through + counts[Status.REJECTED])
+
+
+def _bounded(rows) -> tuple[list[timedelta], bool]:
+    pairs = list(rows[: MAX_WAITS + 1])
+    capped = len(pairs) > MAX_WAITS
+    # A clock that went backwards (a script's timestamp in the future) is no wait.
+    return [max(end - start, timedelta(0)) for end, start in pairs[:MAX_WAITS]], capped
+
+
+def decision_waits(now: datetime) -> Waits:
+    """From the draft's timestamp to each approve/reject by a person in the window."""
+    drafted = Message.objects.filter(message_id=OuterRef("message_id")).values("timestamp")[:1]
+    rows = (
+        AuditEvent.objects.filter(
+            action__in=["approve", "reject"], created_at__gte=now - WINDOW, created_at__lte=now
+        )
+        .exclude(actor=AUTOMATIC_ACTOR)
+        .annotate(drafted_at=Subquery(drafted))
+        .filter(drafted_at__isnull=False)
+        .order_by("-created_at", "-pk")
+        .values_list("created_at", "drafted_at")
+    )
+    durations, capped = _bounded(rows)
+    return Waits.of(durations, capped=capped)
+
+
+def send_waits(now: datetime) -> Waits:
+    """From the latest approval to each send (mark_sent) in the window."""
+    # `action` is compared through an expression: without statistics (no ANALYZE)
+    # SQLite would pick the index on `action` and walk every approval for every
+    # send, instead of the index on `message_id` (seconds at 10,000 messages).
+    approved = (
+        AuditEvent.objects.annotate(act=Lower("action"))
+        .filter(
+            message_id=OuterRef("message_id"), act="approve", created_at__lte=OuterRef("created_at")
+        )
+        .order_by("-created_at", "-pk")
+        .values("created_at")[:1]
+    )
+    rows = (
+        AuditEvent.objects.filter(
+            action="mark_sent", created_at__gte=now - WINDOW, created_at__lte=now
+        )
+        .annotate(approved_at=Subquery(approved))
+        .filter(approved_at__isnull=False)
+        .order_by("-created_at", "-pk")
+        .values_list("created_at", "approved_at")
+    )
+    durations, capped = _bounded(rows)
+    return Waits.of(durations, capped=capped)
+
+
+def hour_starts(now: datetime, window: timedelta = WINDOW) -> list[datetime]:
+    """The local hours of the window, oldest first, the current hour last."""
+    starts: list[datetime] = []
+    for back in range(int(window / timedelta(hours=1)) - 1, -1, -1):
+        local = timezone.localtime(now - timedelta(hours=back))
+        start = local.replace(minute=0, second=0, microsecond=0)
+        if not starts or starts[-1] != start:
+            starts.append(start)
+    return starts
+
+
+def messages_per_hour(now: datetime) -> list[Hour]:
+    """Messages by the hour of their timestamp: received from customers and
+    replies drafted, every hour of the window (empty ones too)."""
+    starts = hour_starts(now)
+    rows = (
+        Message.objects.filter(timestamp__gte=starts[0], timestamp__lte=now)
+        .annotate(hour=TruncHour("timestamp"))
+        .order_by()
+        .values("hour")
+        .annotate(
+            received=Count("pk", filter=Q(reply_to="")),
+            replies=Count("pk", filter=~Q(reply_to="")),
+        )
+    )
+    found = {row["hour"]: row for row in rows}
+    return [
+        Hour(start, found[start]["received"], found[start]["replies"])
+        if start in found
+        else Hour(start)
+        for start in starts
+    ]
+
+
+def oldest_pending() -> Message | None:
+    """The pending reply whose draft is oldest (the customer waiting longest)."""
+    return (
+        Message.objects.pending()
+        .order_by(F("timestamp").asc(nulls_last=True), "pk")
+        .only("pk", "message_id", "recipient", "body", "timestamp", "status")
+        .first()
+    )
+
+
+def overview(now: datetime | None = None) -> Overview:
+    now = now or clock.now()
+    root = rootstate.get_root()
+    counts = counts_per_status()
+    return Overview(
+        now=now,
+        counts=counts,
+        totals=rootstate.statistics(root),
+        success=success_rate(counts),
+        approval=approval_rate(counts),
+        decision_waits=decision_waits(now),
+        send_waits=send_waits(now),
+        hours=messages_per_hour(now),
+        oldest_pending=oldest_pending(),
+        session=session.check(rootstate.session_data(root), now=now),
+        heartbeat=Heartbeat.objects.filter(name=SENDER_HEARTBEAT).first(),
+    )
