@@ -16,10 +16,12 @@ $(VENV)/.installed: requirements.txt
 
 venv: $(VENV)/.installed
 
+# run_dashboard: the sender loop, a STAND-IN gateway when none answers at api_endpoint,
+# and the dashboard on http://127.0.0.1:8000; Ctrl-C stops all of them.
 run: venv
 	DEBUG=1 $(PY) manage.py migrate --no-input
 	DEBUG=1 $(PY) manage.py bootstrap_demo
-	DEBUG=1 $(PY) manage.py runserver 127.0.0.1:8000
+	DEBUG=1 $(PY) manage.py run_dashboard
 
 # Browser tests need Debian's Chromium: installed here when we are root, otherwise
 # we stop and say how (a test is never skipped for want of it).
