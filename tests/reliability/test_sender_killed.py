@@ -1,0 +1,108 @@
+"""The sender killed with SIGKILL at random moments over 100 approved replies,
+restarted each time: at most one /send per reply, every reply ends sent or
+failed with a reason, none lost."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import time
+from datetime import timedelta
+
+import pytest
+from django.conf import settings as django_settings
+
+from statecore import rootstate, sending
+from statecore.models import AuditEvent, LogEntry, Message, Source, Status
+from tests.factories import make_reply
+from tests.reliability.processes import child_env, kill, manage
+from tests.session_helpers import use_gateway, valid_session
+
+REPLIES = 100
+SEED = 20261125
+# Most sends go through; some fail in each way the gateway can fail one attempt.
+MODES, WEIGHTS = ("ok", "refuse", "error500", "drop"), (85, 5, 5, 5)
+
+
+def _set(key: str, value: dict) -> None:
+    rootstate.update_part(key, lambda _old: value, actor="test", source=Source.API, action="set")
+
+
+def _start_sender(env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen(
+        manage("send_approved", "--loop", "--send-timeout", "2"),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def _unclaimed_left() -> bool:
+    return Message.objects.filter(status=Status.APPROVED, claimed_at__isnull=True).exists()
+
+
+def _wait_for_sends(gateway, target: int, proc: subprocess.Popen, timeout: float = 20) -> None:
+    """Until the gateway has seen `target` sends, or there is nothing left to send."""
+    deadline = time.monotonic() + timeout
+    while len(gateway.sends) < target and time.monotonic() < deadline:
+        if proc.poll() is not None or not _unclaimed_left():
+            return
+        time.sleep(0.005)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_sender_killed_at_random_moments_sends_each_reply_at_most_once(
+    settings, tmp_path, fake_gateway
+):
+    rng = random.Random(SEED)
+    settings.APPROVAL_GRACE_SECONDS = 0
+    valid_session(settings, tmp_path)
+    use_gateway(fake_gateway.url)
+    # One attempt per reply: a retry after a refusal would be a second /send by design.
+    _set("retry_config", {"max_retries": 1, "retry_delay_seconds": 0, "exponential_backoff": False})
+    _set("watcher_config", {**rootstate.watcher_config(), "poll_interval_seconds": 1})
+    fake_gateway.queue_send_modes(*rng.choices(MODES, WEIGHTS, k=REPLIES))
+    replies = {make_reply(Status.APPROVED).message_id for _ in range(REPLIES)}
+    env = child_env(
+        APPROVAL_GRACE_SECONDS="0",
+        WHATSAPP_SESSION_BASE=str(tmp_path),
+        TIME_ZONE=django_settings.TIME_ZONE,
+    )
+
+    kills = 0
+    while _unclaimed_left():
+        assert kills < 60, "the senders make no progress"
+        proc = _start_sender(env)
+        try:
+            # Kill after a random number of sends, at a random point of the next one:
+            # before its claim, between claim and /send, during it, before its record.
+            _wait_for_sends(fake_gateway, len(fake_gateway.sends) + rng.randint(1, 12), proc)
+            time.sleep(rng.uniform(0, 0.03))
+        finally:
+            kill(proc)
+        kills += 1
+
+    # Replies claimed by a killed sender wait for their lease to run out (a minute
+    # or more): let that time pass here, as the next sender would find it.
+    leases = Message.objects.filter(status=Status.APPROVED).values_list("lease_until", flat=True)
+    if leases:
+        sending.expire_leases(actor="test", now=max(leases) + timedelta(seconds=1))
+
+    sends = fake_gateway.send_counts()
+    mode_of = {call.idempotency_key: call.mode for call in fake_gateway.sends}
+    outcome = {m.message_id: m for m in Message.objects.filter(message_id__in=replies)}
+    sent = [mid for mid, m in outcome.items() if m.status == Status.SENT]
+    failed = [mid for mid, m in outcome.items() if m.status == Status.FAILED]
+
+    assert kills >= 5, f"only {kills} restarts: the sender was hardly interrupted"
+    assert set(sends) <= replies and max(sends.values()) == 1, sends.most_common(3)
+    assert len(outcome) == REPLIES and sorted(sent + failed) == sorted(replies)
+    assert all(mode_of.get(mid) == "ok" for mid in sent)
+    assert all(outcome[mid].data.get("error") for mid in failed)
+    # Each ending written once, in the audit log, the message_log and the counters.
+    endings = AuditEvent.objects.filter(action__in=["mark_sent", "mark_failed"])
+    assert sorted(endings.values_list("message_id", flat=True)) == sorted(replies)
+    assert LogEntry.objects.count() == REPLIES
+    stats = rootstate.statistics()
+    assert (stats["total_sent"], stats["total_failed"]) == (len(sent), len(failed))
