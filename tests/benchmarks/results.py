@@ -96,15 +96,23 @@ def git_commit() -> str:
         return "unknown"
 
 
+def load_average() -> str:
+    """Other work on the machine skews every figure: say how busy it was."""
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def machine() -> dict:
     return {
         "cpus": os.cpu_count(),
+        "load_average_at_end": load_average(),
         "python": platform.python_version(),
         "platform": platform.platform(),
     }
 
 
-def write_json(figures: list[Figure], folder: Path, *, database: str, started: datetime) -> Path:
+def write_json(
+    figures: list[Figure], folder: Path, *, database: str, started: datetime, load_at_start: str
+) -> Path:
     commit = git_commit()
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"bench-{started:%Y%m%d-%H%M%S}-{commit}.json"
@@ -112,7 +120,7 @@ def write_json(figures: list[Figure], folder: Path, *, database: str, started: d
         "date": started.isoformat(timespec="seconds"),
         "commit": commit,
         "database": database,
-        "machine": machine(),
+        "machine": machine() | {"load_average_at_start": load_at_start},
         "figures": [asdict(f) | {"result": f.result} for f in figures],
         "goals_met": sum(f.met is True for f in figures),
         "goals_missed": sum(f.met is False for f in figures),

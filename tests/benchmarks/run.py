@@ -11,6 +11,7 @@ part could not run.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import tempfile
@@ -19,7 +20,14 @@ from datetime import datetime
 from pathlib import Path
 
 from tests.benchmarks import environment
-from tests.benchmarks.results import REPO_ROOT, Figure, markdown_table, table, write_json
+from tests.benchmarks.results import (
+    REPO_ROOT,
+    Figure,
+    load_average,
+    markdown_table,
+    table,
+    write_json,
+)
 
 PARTS = ("statefile", "moves", "pages", "http", "writers")
 
@@ -55,6 +63,7 @@ def _run_part(name: str, run) -> list[Figure]:
 def main(argv: list[str] | None = None) -> int:
     args = _arguments(argv)
     started = datetime.now()
+    load_at_start = load_average()
     workdir = Path(tempfile.mkdtemp(prefix="whatsapp-bench-"))
     db = environment.make_database(workdir, args.database_url)
     try:
@@ -64,11 +73,16 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         db.drop()
         shutil.rmtree(workdir, ignore_errors=True)
-    title = f"Benchmarks on {db.vendor}, {started:%Y-%m-%d %H:%M}"
+    title = (
+        f"Benchmarks on {db.vendor}, {started:%Y-%m-%d %H:%M}, {os.cpu_count()} CPUs, "
+        f"load average {load_at_start} at start, {load_average()} at end"
+    )
     print(f"\n{title}\n\n{table(figures)}\n")
     if args.markdown:
         print(markdown_table(figures) + "\n")
-    path = write_json(figures, args.out, database=db.vendor, started=started)
+    path = write_json(
+        figures, args.out, database=db.vendor, started=started, load_at_start=load_at_start
+    )
     missed = [f for f in figures if f.met is False]
     met = sum(f.met is True for f in figures)
     print(f"{met} goals met, {len(missed)} missed. Figures written to {path}")

@@ -1,0 +1,118 @@
+"""A real gunicorn on a free loopback port, and reviewers that sign in and approve.
+
+Shared by the HTTP benchmark and the reliability test that kills gunicorn.
+An approval counts as confirmed only when the server answered it as done: 200
+and the `queue-changed` event the queue's counters listen for (the same 200
+without it is the "customer wrote again, are you sure?" card).
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+REPO_ROOT = Path(__file__).resolve().parent.parent.parent
+CHANGED_EVENT = "queue-changed"
+_CSRF_FIELD = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_gunicorn(port: int, env: dict[str, str], workers: int = 2) -> subprocess.Popen:
+    """gunicorn serving the project on 127.0.0.1:`port`; returns once it answers."""
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "statecore.wsgi:application",
+            f"--workers={workers}",
+            f"--bind=127.0.0.1:{port}",
+            "--log-level=warning",
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        start_new_session=True,  # its own process group: the tests kill the whole server
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"gunicorn exited with {proc.returncode} at start-up")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/accounts/login/", timeout=2).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    stop_gunicorn(proc)
+    raise RuntimeError("gunicorn did not answer within 60 s")
+
+
+def stop_gunicorn(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def sign_in(base_url: str, username: str, password: str) -> httpx.Client:
+    """A client signed in through the login form, as a browser would (CSRF included)."""
+    client = httpx.Client(base_url=base_url, timeout=30)
+    page = client.get("/accounts/login/")
+    token = _CSRF_FIELD.search(page.text)
+    if not token:
+        raise RuntimeError("no CSRF token on the login page")
+    answer = client.post(
+        "/accounts/login/",
+        data={"username": username, "password": password, "csrfmiddlewaretoken": token.group(1)},
+    )
+    if answer.status_code != 302 or "sessionid" not in client.cookies:
+        raise RuntimeError(f"{username} could not sign in (HTTP {answer.status_code})")
+    return client
+
+
+@dataclass
+class Approvals:
+    """What one reviewer saw."""
+
+    confirmed: list[int] = field(default_factory=list)
+    unknown: list[int] = field(default_factory=list)  # no answer: it may or may not be done
+    errors: list[str] = field(default_factory=list)
+    latencies: list[float] = field(default_factory=list)
+
+
+def approve(client: httpx.Client, pk: int, seen: Approvals) -> None:
+    """POST one approval as the queue's htmx button does, and file its outcome."""
+    start = time.perf_counter()
+    try:
+        answer = client.post(
+            f"/queue/{pk}/approve/",
+            headers={"HX-Request": "true", "X-CSRFToken": client.cookies.get("csrftoken", "")},
+        )
+    except httpx.HTTPError as exc:
+        seen.latencies.append(time.perf_counter() - start)
+        seen.unknown.append(pk)
+        seen.errors.append(type(exc).__name__)
+        return
+    seen.latencies.append(time.perf_counter() - start)
+    if answer.status_code == 200 and CHANGED_EVENT in answer.headers.get("HX-Trigger", ""):
+        seen.confirmed.append(pk)
+        return
+    seen.errors.append(f"HTTP {answer.status_code}")
+    if answer.status_code >= 500:  # the server failed somewhere: before or after the commit
+        seen.unknown.append(pk)
