@@ -1,0 +1,140 @@
+"""The reviewer pages' forms: validation only; the views call the lifecycle."""
+
+from __future__ import annotations
+
+from django import forms
+from django.core.exceptions import ValidationError
+
+from statecore.lifecycle import MAX_REPLY_LENGTH
+from statecore.models import Status
+
+HISTORY_STATUSES = [Status.APPROVED, Status.REJECTED, Status.SENT, Status.FAILED]
+NOTE_LENGTH = 1000
+
+
+class _FilterForm(forms.Form):
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("label_suffix", "")
+        super().__init__(*args, **kwargs)
+
+    def values(self) -> dict:
+        """The valid filters (an invalid field is left out rather than failing the page)."""
+        self.is_valid()
+        return {name: value for name, value in self.cleaned_data.items() if value}
+
+
+class QueueFilterForm(_FilterForm):
+    q = forms.CharField(
+        label="Search",
+        required=False,
+        max_length=200,
+        widget=forms.TextInput(
+            attrs={"type": "search", "placeholder": "Text, name or number", "dir": "auto"}
+        ),
+    )
+    kind = forms.ChoiceField(
+        label="Chat",
+        required=False,
+        choices=[("", "Group and direct"), ("direct", "Direct only"), ("group", "Groups only")],
+    )
+    waited = forms.IntegerField(
+        label="Waiting over (min)",
+        required=False,
+        min_value=0,
+        max_value=60 * 24 * 365,
+        widget=forms.NumberInput(attrs={"inputmode": "numeric", "placeholder": "0"}),
+    )
+
+
+class EditForm(forms.Form):
+    text = forms.CharField(
+        label="Reply",
+        strip=False,
+        widget=forms.Textarea(attrs={"rows": 5, "dir": "auto", "maxlength": MAX_REPLY_LENGTH}),
+        error_messages={"required": "The reply cannot be empty."},
+    )
+
+    def clean_text(self) -> str:
+        # Browsers send a textarea's line breaks as CRLF; the draft used LF.
+        text = self.cleaned_data["text"].replace("\r\n", "\n")
+        if not text.strip():
+            raise ValidationError("The reply cannot be empty.", code="empty")
+        if len(text) > MAX_REPLY_LENGTH:
+            raise ValidationError(
+                f"The reply can be at most {MAX_REPLY_LENGTH:,} characters; it has {len(text):,}.",
+                code="too_long",
+            )
+        return text
+
+
+class RejectForm(forms.Form):
+    reason = forms.CharField(
+        label="Reason (optional)",
+        required=False,
+        max_length=NOTE_LENGTH,
+        widget=forms.TextInput(attrs={"dir": "auto", "placeholder": "Why not send it?"}),
+    )
+
+
+class ApproveForm(forms.Form):
+    # Set by the "Approve anyway" button of a draft whose customer wrote again.
+    confirm_stale = forms.BooleanField(required=False)
+
+
+class IdListField(forms.Field):
+    """Primary keys sent as repeated values (`ids=1&ids=2`)."""
+
+    widget = forms.MultipleHiddenInput
+    default_error_messages = {
+        "required": "Select at least one reply.",
+        "invalid": "Unknown selection.",
+    }
+
+    def to_python(self, value) -> list[int]:
+        if not value:
+            return []
+        if not isinstance(value, list | tuple):
+            raise ValidationError(self.error_messages["invalid"], code="invalid")
+        if not all(isinstance(v, str) and v.isdigit() for v in value):
+            raise ValidationError(self.error_messages["invalid"], code="invalid")
+        return list(dict.fromkeys(int(v) for v in value))
+
+
+class BulkForm(forms.Form):
+    ids = IdListField()
+    action = forms.ChoiceField(choices=[("approve", "Approve"), ("reject", "Reject")])
+    reason = forms.CharField(required=False, max_length=NOTE_LENGTH)
+    confirm_stale = forms.BooleanField(required=False)
+
+
+class HistoryFilterForm(_FilterForm):
+    status = forms.ChoiceField(
+        label="Status",
+        required=False,
+        choices=[("", "Any status")] + [(s.value, s.label) for s in HISTORY_STATUSES],
+    )
+    reviewer = forms.CharField(
+        label="Reviewer",
+        required=False,
+        max_length=150,
+        widget=forms.TextInput(attrs={"placeholder": "User name"}),
+    )
+    q = forms.CharField(
+        label="Text",
+        required=False,
+        max_length=200,
+        widget=forms.TextInput(
+            attrs={"type": "search", "placeholder": "Text, name or number", "dir": "auto"}
+        ),
+    )
+
+
+class ConfirmSentForm(forms.Form):
+    note = forms.CharField(
+        label="How do you know it was sent?",
+        max_length=NOTE_LENGTH,
+        widget=forms.TextInput(
+            attrs={"dir": "auto", "placeholder": "e.g. seen in the chat on the phone"}
+        ),
+        error_messages={"required": "Say how you confirmed it was sent."},
+    )

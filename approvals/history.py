@@ -1,0 +1,129 @@
+"""What the history page shows: handled replies and the audit trail of each."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.db.models import F, QuerySet
+
+from statecore.models import AuditEvent, Message, Status
+
+from .queue import answered_messages, text_match
+
+DECISIONS = ("approve", "reject")
+ACTION_LABELS = {
+    "add": "Added",
+    "submit": "Put in the queue",
+    "approve": "Approved",
+    "reject": "Rejected",
+    "undo": "Undone: back in the queue",
+    "retry": "Retry asked",
+    "confirm_sent": "Confirmed sent",
+    "mark_sent": "Sent",
+    "mark_failed": "Send failed",
+}
+# The sender's wording when a send may have reached WhatsApp (see GATEWAY.md).
+UNCERTAIN_MARK = "outcome unknown"
+
+
+def handled_replies(filters: dict | None = None) -> QuerySet[Message]:
+    """Approved, rejected, sent and failed replies, newest first, narrowed by the filters."""
+    filters = filters or {}
+    qs = Message.objects.handled()
+    if filters.get("status"):
+        qs = qs.filter(status=filters["status"])
+    if filters.get("reviewer"):
+        decided = AuditEvent.objects.filter(
+            actor__iexact=filters["reviewer"], action__in=DECISIONS
+        ).values("message_id")
+        qs = qs.filter(message_id__in=decided)
+    if filters.get("q"):
+        qs = qs.filter(text_match(filters["q"].strip()))
+    return qs.order_by(F("status_updated_at").desc(nulls_last=True), "-pk")
+
+
+@dataclass
+class Step:
+    """One audit event as the trail shows it."""
+
+    event: AuditEvent
+
+    @property
+    def label(self) -> str:
+        if self.event.action == "approve" and self.edited is not None:
+            return "Edited and approved"
+        return ACTION_LABELS.get(
+            self.event.action, self.event.action.replace("_", " ").capitalize()
+        )
+
+    @property
+    def original(self) -> str | None:
+        value = self.event.detail.get("original") if isinstance(self.event.detail, dict) else None
+        return value if isinstance(value, str) else None
+
+    @property
+    def edited(self) -> str | None:
+        value = self.event.detail.get("edited") if isinstance(self.event.detail, dict) else None
+        return value if isinstance(value, str) else None
+
+    @property
+    def extra(self) -> list[tuple[str, str]]:
+        """Other detail keys (gateway ids, errors, attempts...) as text."""
+        detail = self.event.detail if isinstance(self.event.detail, dict) else {}
+        return [
+            (key, value if isinstance(value, str) else str(value))
+            for key, value in detail.items()
+            if key not in {"original", "edited"} and value not in ("", None)
+        ]
+
+
+@dataclass
+class Entry:
+    msg: Message
+    now: datetime
+    incoming: Message | None = None
+    steps: list[Step] = field(default_factory=list)
+    notice: str = ""
+
+    @property
+    def decision(self) -> Step | None:
+        """The last approve or reject: who decided, and when."""
+        for step in reversed(self.steps):
+            if step.event.action in DECISIONS:
+                return step
+        return None
+
+    @property
+    def error(self) -> str:
+        value = self.msg.data.get("error") if self.msg.status == Status.FAILED else None
+        return value if isinstance(value, str) else ("" if value is None else str(value))
+
+    @property
+    def uncertain(self) -> bool:
+        return UNCERTAIN_MARK in self.error.lower()
+
+    @property
+    def sender_name(self) -> str:
+        return self.incoming.sender_name if self.incoming else ""
+
+    @property
+    def is_group(self) -> bool:
+        return self.msg.is_group or bool(self.incoming and self.incoming.is_group)
+
+
+def build_entries(messages: Iterable[Message], *, now: datetime) -> list[Entry]:
+    """Entries with their answered message and trail: two queries in all."""
+    messages = list(messages)
+    answered = answered_messages(messages)
+    steps: dict[str, list[Step]] = defaultdict(list)
+    ids = [m.message_id for m in messages]
+    if ids:
+        for event in AuditEvent.objects.filter(message_id__in=ids).order_by("created_at", "pk"):
+            steps[event.message_id].append(Step(event))
+    return [
+        Entry(msg=m, now=now, incoming=answered.get(m.reply_to), steps=steps[m.message_id])
+        for m in messages
+    ]

@@ -1,0 +1,111 @@
+"""The history page: handled replies with their audit trail, Retry and Confirmed sent."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST, require_safe
+from django_htmx.http import trigger_client_event
+
+from statecore import clock, lifecycle
+from statecore.lifecycle import MessageNotFound, MoveRefused
+from statecore.models import Message, Source
+
+from . import history, queue
+from .access import RESOLVE, actor, next_url, require_perm, signed_in
+from .forms import ConfirmSentForm, HistoryFilterForm
+from .views import CHANGED
+
+TEMPLATE = "approvals/history.html"
+
+
+@signed_in
+@require_safe
+def history_page(request: HttpRequest) -> HttpResponse:
+    now = clock.now()
+    filter_form = HistoryFilterForm(request.GET)
+    filters = filter_form.values()
+    pages = Paginator(history.handled_replies(filters), queue.PAGE_SIZE)
+    page = pages.get_page(request.GET.get("page"))
+    context = {
+        "filter_form": filter_form,
+        "filtered": bool(filters),
+        "page": page,
+        "entries": history.build_entries(page.object_list, now=now),
+        "next": request.get_full_path(),
+    }
+    return render(request, TEMPLATE, context)
+
+
+@signed_in
+@require_safe
+def history_entry(request: HttpRequest, pk: int) -> HttpResponse:
+    """One reply with its trail open (a link to it; the page after a plain-form error)."""
+    return _entry_response(request, get_object_or_404(Message, pk=pk))
+
+
+@signed_in
+@require_POST
+def retry(request: HttpRequest, pk: int) -> HttpResponse:
+    """failed -> approved: the sender will try again."""
+    require_perm(request, RESOLVE)
+    msg = get_object_or_404(Message, pk=pk)
+    try:
+        msg = lifecycle.retry(msg.message_id, actor=actor(request), source=Source.WEB)
+    except MessageNotFound:
+        raise Http404 from None
+    except MoveRefused as exc:
+        return _refused(request, msg, exc)
+    return _changed(request, msg, "The reply will be sent again.")
+
+
+@signed_in
+@require_POST
+def confirm_sent(request: HttpRequest, pk: int) -> HttpResponse:
+    """failed -> sent: someone checked the phone and the reply did go out."""
+    require_perm(request, RESOLVE)
+    msg = get_object_or_404(Message, pk=pk)
+    form = ConfirmSentForm(request.POST)
+    if not form.is_valid():
+        return _entry_response(request, msg, form=form, status=422)
+    try:
+        msg = lifecycle.confirm_sent(
+            msg.message_id, actor=actor(request), source=Source.WEB, note=form.cleaned_data["note"]
+        )
+    except MessageNotFound:
+        raise Http404 from None
+    except MoveRefused as exc:
+        return _refused(request, msg, exc)
+    return _changed(request, msg, "Marked as sent.")
+
+
+def _entry_response(
+    request: HttpRequest, msg: Message, *, form=None, notice: str = "", status: int = 200
+) -> HttpResponse:
+    entry = history.build_entries([msg], now=clock.now())[0]
+    entry.notice = notice
+    context = {
+        "entry": entry,
+        "confirm_form": form,
+        "open_trail": True,
+        "next": next_url(request, default="approvals:history"),
+    }
+    if request.htmx:
+        return render(request, f"{TEMPLATE}#entry", context, status=status)
+    context |= {"entries": [entry], "single": True, "filter_form": HistoryFilterForm()}
+    return render(request, TEMPLATE, context, status=status)
+
+
+def _refused(request: HttpRequest, msg: Message, exc: MoveRefused) -> HttpResponse:
+    notice = queue.refusal_notice(exc, now=clock.now())
+    msg.refresh_from_db()
+    return _entry_response(request, msg, notice=notice, status=409)
+
+
+def _changed(request: HttpRequest, msg: Message, flash: str) -> HttpResponse:
+    if request.htmx:
+        return trigger_client_event(_entry_response(request, msg), CHANGED)
+    messages.success(request, flash)
+    return redirect(next_url(request, default="approvals:history"))

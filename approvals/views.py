@@ -1,0 +1,336 @@
+"""The reviewer queue: the page, its cards' actions, bulk actions and the poll.
+
+Every view serves a plain request with the whole page (post/redirect/get after a
+change) and an htmx request with just `queue.html#<partial>`. Each action is one
+lifecycle verb; a refusal (someone else was first) answers 409 with the card
+turned into a notice naming who.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
+from django_htmx.http import trigger_client_event
+
+from statecore import clock, lifecycle
+from statecore.lifecycle import MessageNotFound, MoveRefused
+from statecore.models import Message, Source, Status
+
+from . import queue
+from .access import REVIEW, actor, next_url, require_perm, signed_in, with_param
+from .forms import ApproveForm, BulkForm, EditForm, QueueFilterForm, RejectForm
+
+TEMPLATE = "approvals/queue.html"
+# The event the page's counters (and its poll) listen for after a change.
+CHANGED = "queue-changed"
+
+
+@signed_in
+@require_safe
+def queue_page(request: HttpRequest) -> HttpResponse:
+    now = clock.now()
+    filter_form = QueueFilterForm(request.GET)
+    filters = filter_form.values()
+    pages = Paginator(queue.pending_drafts(filters, now=now), queue.PAGE_SIZE)
+    page = pages.get_page(request.GET.get("page"))
+    params = request.GET.copy()
+    params.pop("done", None)
+    context = {
+        "filter_form": filter_form,
+        "filtered": bool(filters),
+        "page": page,
+        "cards": queue.build_cards(page.object_list, now=now),
+        "counts": queue.status_counts(now=now),
+        "overdue_minutes": settings.OVERDUE_MINUTES,
+        "done_card": _done_card(request.GET.get("done", ""), now),
+        "poll_query": params.urlencode(),
+        "next": with_param(request.get_full_path(), "done", None),
+    }
+    return render(request, TEMPLATE, context)
+
+
+def _done_card(value: str, now) -> queue.Card | None:
+    """After a plain (no JavaScript) action the queue shows that reply, with its Undo."""
+    if not value.isdigit():
+        return None
+    msg = Message.objects.filter(pk=int(value), status__in=queue.DECIDED).first()
+    return queue.build_cards([msg], now=now, with_newer=False)[0] if msg else None
+
+
+@signed_in
+@require_safe
+def queue_poll(request: HttpRequest) -> HttpResponse:
+    """What changed since the page was drawn: cards others handled go (with who did it),
+    new ones come, "customer wrote again" marks appear, the counts follow. A card is
+    never re-drawn here, so nothing a reviewer is typing is lost."""
+    now = clock.now()
+    filters = QueueFilterForm(request.GET).values()
+    shown = queue.parse_shown(request.GET.getlist("shown"))
+    pending = queue.pending_drafts(filters, now=now)
+    # Only what placing the cards needs: bodies can be long and this runs every few seconds.
+    slim = pending.only("pk", "status", "chat", "timestamp", "reply_to", "message_id")
+    page = Paginator(slim, queue.PAGE_SIZE)
+    window = list(page.get_page(request.GET.get("page")).object_list)
+    in_window = {m.pk for m in window}
+
+    gone_pks = [pk for pk in shown if pk not in in_window]
+    still = {m.pk: m for m in Message.objects.filter(pk__in=gone_pks)} if gone_pks else {}
+    gone = [
+        {
+            "pk": pk,
+            "notice": queue.status_notice(
+                still[pk].status if pk in still else None,
+                still[pk].status_changed_by if pk in still else "",
+                still[pk].status_updated_at if pk in still else None,
+                now=now,
+            ),
+        }
+        for pk in gone_pks
+    ]
+    newer = queue.newer_messages(window)
+    stale_updates = [
+        queue.Card(msg=m, now=now, newer=newer[m.pk])
+        for m in window
+        if m.pk in shown and m.pk in newer and newer[m.pk][-1].pk != shown[m.pk]
+    ]
+    new_pks = [m.pk for m in window if m.pk not in shown]
+    new_cards = []
+    if new_pks:
+        fresh = {m.pk: m for m in Message.objects.filter(pk__in=new_pks)}
+        in_order = [fresh[pk] for pk in new_pks if pk in fresh]
+        new_cards = queue.build_cards(in_order, now=now, with_newer=False)
+        for card in new_cards:
+            card.newer = newer.get(card.msg.pk, [])
+    context = {
+        "counts": queue.status_counts(now=now),
+        "overdue_minutes": settings.OVERDUE_MINUTES,
+        "gone": gone,
+        "new_cards": new_cards,
+        "stale_updates": stale_updates,
+        "next": next_url(request),
+    }
+    return render(request, f"{TEMPLATE}#poll", context)
+
+
+@signed_in
+@require_safe
+def card(request: HttpRequest, pk: int) -> HttpResponse:
+    """One card as it is now (Cancel of an edit; a link to one reply)."""
+    return _card_response(request, get_object_or_404(Message, pk=pk))
+
+
+@signed_in
+@require_POST
+def approve(request: HttpRequest, pk: int) -> HttpResponse:
+    require_perm(request, REVIEW)
+    msg = get_object_or_404(Message, pk=pk)
+    form = ApproveForm(request.POST)
+    confirmed = form.is_valid() and form.cleaned_data["confirm_stale"]
+    if msg.status == Status.PENDING_APPROVAL and not confirmed and queue.is_stale(msg):
+        # The customer wrote again after this draft: ask before sending it.
+        return _card_response(request, msg, mode="confirm")
+    try:
+        msg = lifecycle.approve(msg.message_id, actor=actor(request), source=Source.WEB)
+    except MessageNotFound:
+        raise Http404 from None
+    except MoveRefused as exc:
+        return _refused(request, msg, exc)
+    return _changed(request, msg, "Approved the reply to {name}.")
+
+
+@signed_in
+@require_http_methods(["GET", "POST"])
+def edit(request: HttpRequest, pk: int) -> HttpResponse:
+    """GET: the card with the draft in a text box; POST: save the text and approve it."""
+    require_perm(request, REVIEW)
+    msg = get_object_or_404(Message, pk=pk)
+    if request.method == "GET":
+        if msg.status != Status.PENDING_APPROVAL:
+            return _gone(request, msg)
+        return _card_response(request, msg, mode="edit", form=EditForm(initial={"text": msg.body}))
+    form = EditForm(request.POST)
+    if not form.is_valid():
+        return _card_response(request, msg, mode="edit", form=form, status=422)
+    try:
+        msg = lifecycle.edit_and_approve(
+            msg.message_id, form.cleaned_data["text"], actor=actor(request), source=Source.WEB
+        )
+    except MessageNotFound:
+        raise Http404 from None
+    except MoveRefused as exc:
+        return _refused(request, msg, exc)
+    return _changed(request, msg, "Approved your edited reply to {name}.")
+
+
+@signed_in
+@require_http_methods(["GET", "POST"])
+def reject(request: HttpRequest, pk: int) -> HttpResponse:
+    """GET: the card asking for an optional reason; POST: reject."""
+    require_perm(request, REVIEW)
+    msg = get_object_or_404(Message, pk=pk)
+    if request.method == "GET":
+        if msg.status != Status.PENDING_APPROVAL:
+            return _gone(request, msg)
+        return _card_response(request, msg, mode="reject", form=RejectForm())
+    form = RejectForm(request.POST)
+    if not form.is_valid():
+        return _card_response(request, msg, mode="reject", form=form, status=422)
+    try:
+        msg = lifecycle.reject(
+            msg.message_id,
+            actor=actor(request),
+            source=Source.WEB,
+            reason=form.cleaned_data["reason"],
+        )
+    except MessageNotFound:
+        raise Http404 from None
+    except MoveRefused as exc:
+        return _refused(request, msg, exc)
+    return _changed(request, msg, "Rejected the reply to {name}.")
+
+
+@signed_in
+@require_POST
+def undo(request: HttpRequest, pk: int) -> HttpResponse:
+    """Back to the queue, while the sender has not claimed the reply."""
+    require_perm(request, REVIEW)
+    msg = get_object_or_404(Message, pk=pk)
+    try:
+        msg = lifecycle.undo(msg.message_id, actor=actor(request), source=Source.WEB)
+    except MessageNotFound:
+        raise Http404 from None
+    except MoveRefused as exc:
+        return _refused(request, msg, exc)
+    return _changed(request, msg, "The reply to {name} is back in the queue.", done=False)
+
+
+@signed_in
+@require_POST
+def bulk(request: HttpRequest) -> HttpResponse:
+    """Approve or reject the selected cards, each on its own: one refusal stops nothing.
+    Drafts whose customer wrote again are skipped unless that was confirmed."""
+    require_perm(request, REVIEW)
+    form = BulkForm(request.POST)
+    if not form.is_valid():
+        errors = [e for field_errors in form.errors.values() for e in field_errors]
+        if request.htmx:
+            return render(request, f"{TEMPLATE}#bulk-result", {"errors": errors}, status=422)
+        for error in errors:
+            messages.error(request, error)
+        return redirect(next_url(request))
+    now = clock.now()
+    ids = form.cleaned_data["ids"]
+    found = {m.pk: m for m in Message.objects.filter(pk__in=ids)}
+    cards = queue.build_cards([found[pk] for pk in ids if pk in found], now=now)
+    result = _bulk_apply(request, cards, form.cleaned_data)
+    result["missing"], result["total"] = len(ids) - len(found), len(ids)
+    if request.htmx:
+        response = render(request, f"{TEMPLATE}#bulk-result", {"result": result})
+        return trigger_client_event(response, CHANGED)
+    _bulk_messages(request, result, form.cleaned_data["action"])
+    return redirect(next_url(request))
+
+
+def _bulk_apply(request: HttpRequest, cards: list[queue.Card], data: dict) -> dict:
+    verb = data["action"]
+    result: dict = {"action": verb, "done": [], "stale": [], "refused": []}
+    for card in cards:
+        if verb == "approve" and card.pending and card.stale and not data["confirm_stale"]:
+            result["stale"].append(card)
+            continue
+        try:
+            if verb == "approve":
+                card.msg = lifecycle.approve(
+                    card.msg.message_id, actor=actor(request), source=Source.WEB
+                )
+            else:
+                card.msg = lifecycle.reject(
+                    card.msg.message_id,
+                    actor=actor(request),
+                    source=Source.WEB,
+                    reason=data["reason"],
+                )
+        except MoveRefused as exc:
+            card.mode, card.notice = "notice", queue.refusal_notice(exc, now=card.now)
+            result["refused"].append(card)
+        else:
+            result["done"].append(card)
+    return result
+
+
+def _bulk_messages(request: HttpRequest, result: dict, verb: str) -> None:
+    past = "Approved" if verb == "approve" else "Rejected"
+    done = len(result["done"])
+    if done:
+        messages.success(request, f"{past} {done} {'reply' if done == 1 else 'replies'}.")
+    if result["stale"]:
+        names = ", ".join(_name(c) for c in result["stale"])
+        messages.warning(
+            request,
+            f"Skipped {len(result['stale'])} where the customer wrote again ({names}): "
+            "tick “Include drafts where the customer wrote again” to approve them anyway.",
+        )
+    for card in result["refused"]:
+        messages.warning(request, f"Skipped the reply to {_name(card)}: {card.notice}.")
+    if result.get("missing"):
+        messages.warning(request, f"{result['missing']} selected replies no longer exist.")
+
+
+# --- Responses ---------------------------------------------------------------------
+
+
+def _name(card: queue.Card) -> str:
+    return card.display_name
+
+
+def _card_response(
+    request: HttpRequest,
+    msg: Message,
+    *,
+    mode: str = "view",
+    form=None,
+    notice: str = "",
+    status: int = 200,
+) -> HttpResponse:
+    now = clock.now()
+    card_ = queue.build_cards([msg], now=now)[0]
+    card_.mode, card_.notice = mode, notice
+    context = {"card": card_, "form": form, "next": next_url(request)}
+    if request.htmx:
+        return render(request, f"{TEMPLATE}#card", context, status=status)
+    # Without JavaScript: the queue page holding just this card.
+    context |= {
+        "cards": [card_],
+        "single": True,
+        "counts": queue.status_counts(now=now),
+        "overdue_minutes": settings.OVERDUE_MINUTES,
+        "filter_form": QueueFilterForm(),
+    }
+    return render(request, TEMPLATE, context, status=status)
+
+
+def _refused(request: HttpRequest, msg: Message, exc: MoveRefused) -> HttpResponse:
+    """Someone else was first: 409, the card turned into a notice naming who and when."""
+    notice = queue.refusal_notice(exc, now=clock.now())
+    return _card_response(request, msg, mode="notice", notice=notice, status=409)
+
+
+def _gone(request: HttpRequest, msg: Message) -> HttpResponse:
+    notice = queue.status_notice(
+        msg.status, msg.status_changed_by, msg.status_updated_at, now=clock.now()
+    )
+    return _card_response(request, msg, mode="notice", notice=notice, status=409)
+
+
+def _changed(request: HttpRequest, msg: Message, flash: str, *, done: bool = True) -> HttpResponse:
+    """After a change: the card (htmx, plus the event the counters listen for), or
+    post/redirect/get back to the queue, which then shows the reply with its Undo."""
+    if request.htmx:
+        return trigger_client_event(_card_response(request, msg), CHANGED)
+    card_ = queue.build_cards([msg], now=clock.now(), with_newer=False)[0]
+    messages.success(request, flash.format(name=_name(card_)))
+    return redirect(with_param(next_url(request), "done", str(msg.pk) if done else None))

@@ -1,0 +1,333 @@
+/*
+ * The reviewer pages' own script: keyboard shortcuts, the current card, cards that
+ * arrive by polling, the Undo countdown and bulk selection. htmx does every request;
+ * the pages work without this file (plain forms). No eval, no inline script (CSP).
+ */
+(function () {
+  "use strict";
+
+  // Styles may now hide what only matters with a script (the bulk buttons until a tick).
+  document.documentElement.classList.add("js");
+
+  var TICK_MS = 1000;
+  var AGE_TICK_MS = 15000;
+  var EMPTY_SELECTION = "Tick replies to act on several at once";
+  var currentId = null;
+  var currentIndex = 0;
+  var actingId = null;
+  var undoDeadlines = new WeakMap();
+  var ageBase = new WeakMap();
+  var reduceMotion = window.matchMedia && window.matchMedia("(prefers-reduced-motion: reduce)").matches;
+
+  // --- The current card ---------------------------------------------------------
+
+  function cardList() {
+    return document.getElementById("card-list");
+  }
+
+  function cards() {
+    var list = cardList();
+    return list ? Array.prototype.slice.call(list.querySelectorAll("[data-card]")) : [];
+  }
+
+  function current() {
+    return currentId ? document.getElementById(currentId) : null;
+  }
+
+  function setCurrent(card, focus) {
+    var old = current();
+    if (old) old.classList.remove("is-current");
+    if (!card) {
+      currentId = null;
+      return;
+    }
+    currentId = card.id;
+    currentIndex = Math.max(0, cards().indexOf(card));
+    card.classList.add("is-current");
+    if (focus) {
+      card.focus({ preventScroll: true });
+      card.scrollIntoView({ block: "nearest", behavior: reduceMotion ? "auto" : "smooth" });
+    }
+  }
+
+  function move(step) {
+    var list = cards();
+    if (!list.length) return;
+    var index = list.indexOf(current());
+    var target = index === -1 ? 0 : Math.min(list.length - 1, Math.max(0, index + step));
+    setCurrent(list[target], true);
+  }
+
+  function nextPendingAfter(card) {
+    var list = cards();
+    var index = list.indexOf(card);
+    for (var i = index + 1; i < list.length; i++) if (list[i].hasAttribute("data-pending")) return list[i];
+    for (var j = index - 1; j >= 0; j--) if (list[j].hasAttribute("data-pending")) return list[j];
+    return null;
+  }
+
+  function press(key) {
+    return function () {
+      var card = current();
+      var button = card && card.querySelector('[data-key="' + key + '"]');
+      if (button) button.click();
+    };
+  }
+
+  function toggleSelect() {
+    var card = current();
+    var box = card && card.querySelector('input[name="ids"]');
+    if (!box) return;
+    box.checked = !box.checked;
+    updateBulk();
+  }
+
+  function showHelp() {
+    var dialog = document.getElementById("keys-help");
+    if (dialog && !dialog.open) dialog.showModal();
+  }
+
+  var KEYS = {
+    j: function () { move(1); },
+    k: function () { move(-1); },
+    a: press("a"),
+    e: press("e"),
+    r: press("r"),
+    u: press("u"),
+    x: toggleSelect,
+    "?": showHelp,
+  };
+
+  function isTyping(element) {
+    if (!element || !element.matches) return false;
+    return element.matches(
+      "textarea, select, [contenteditable], input:not([type=checkbox]):not([type=radio]):not([type=button]):not([type=submit])"
+    );
+  }
+
+  document.addEventListener("keydown", function (event) {
+    // Ctrl/Cmd+Enter in the edit box saves and approves.
+    if (event.key === "Enter" && (event.ctrlKey || event.metaKey) && event.target.matches && event.target.matches(".edit-form textarea")) {
+      event.preventDefault();
+      event.target.form.requestSubmit();
+      return;
+    }
+    if (event.defaultPrevented || event.ctrlKey || event.metaKey || event.altKey) return;
+    if (isTyping(event.target) || document.querySelector("dialog[open]")) return;
+    var action = KEYS[event.key];
+    if (!action || !cardList()) return;
+    event.preventDefault();
+    action();
+  });
+
+  document.addEventListener("focusin", function (event) {
+    var card = event.target.closest && event.target.closest("#card-list [data-card]");
+    if (card && card.id !== currentId) setCurrent(card, false);
+  });
+
+  document.addEventListener("click", function (event) {
+    var card = event.target.closest && event.target.closest("#card-list [data-card]");
+    if (card && card.id !== currentId) setCurrent(card, false);
+    if (event.target.closest && event.target.closest("[data-open-help]")) showHelp();
+    var dismiss = event.target.closest && event.target.closest("[data-dismiss]");
+    if (dismiss) {
+      var gone = dismiss.closest("[data-card]");
+      var after = gone && nextPendingAfter(gone);
+      if (gone) gone.remove();
+      if (after) setCurrent(after, true);
+    }
+  });
+
+  // --- After htmx swaps ----------------------------------------------------------
+
+  document.body.addEventListener("htmx:beforeRequest", function (event) {
+    var card = event.detail.elt.closest && event.detail.elt.closest("[data-card]");
+    if (card) actingId = card.id;
+  });
+
+  document.body.addEventListener("htmx:afterSettle", function (event) {
+    if (actingId && event.target && event.target.id === actingId) {
+      var card = event.target;
+      var wasCurrent = actingId === currentId;
+      actingId = null;
+      if (card && wasCurrent) {
+        if (!card.hasAttribute("data-pending")) {
+          // Decided (or someone else was first): on to the next one.
+          setCurrent(nextPendingAfter(card) || card, true);
+        } else if (!card.contains(document.activeElement)) {
+          setCurrent(card, true);
+        } else {
+          setCurrent(card, false);
+        }
+      }
+    } else if (currentId && !document.getElementById(currentId)) {
+      // The current card went (handled elsewhere): the one now in its place.
+      var list = cards();
+      var replacement = list[Math.min(currentIndex, list.length - 1)] || null;
+      var focusLost = !document.activeElement || document.activeElement === document.body;
+      setCurrent(replacement, focusLost);
+    }
+    placeNewCards();
+    refresh();
+  });
+
+  // The poll removes cards others handled; a card someone is editing stays, with the news.
+  document.body.addEventListener("htmx:oobBeforeSwap", function (event) {
+    var target = event.detail.target;
+    var fragment = event.detail.fragment;
+    if (!target.matches || !target.matches("[data-card]")) return;
+    var replacement = fragment && fragment.querySelector && fragment.querySelector("[data-card]");
+    if (replacement || !target.querySelector("textarea, .reject-form input")) return;
+    event.detail.shouldSwap = false;
+    markGone(target, fragment ? fragment.textContent.trim() : "");
+  });
+
+  function markGone(card, text) {
+    var shown = card.querySelector('input[name="shown"]');
+    if (shown) shown.remove();
+    card.removeAttribute("data-pending");
+    card.classList.add("is-gone");
+    var alert = card.querySelector(".gone-alert");
+    if (!alert) {
+      alert = document.createElement("p");
+      alert.className = "gone-alert";
+      alert.setAttribute("role", "alert");
+      card.insertBefore(alert, card.firstChild);
+    }
+    alert.textContent = "Handled elsewhere: " + (text || "no longer pending") + ". Your changes here can no longer be saved.";
+  }
+
+  function placeNewCards() {
+    var list = cardList();
+    if (!list) return;
+    list.querySelectorAll("[data-card][data-new]").forEach(function (card) {
+      card.removeAttribute("data-new");
+      var order = card.getAttribute("data-order") || "";
+      var before = null;
+      cards().some(function (other) {
+        if (other !== card && (other.getAttribute("data-order") || "") > order) {
+          before = other;
+          return true;
+        }
+        return false;
+      });
+      if (before && before !== card.nextElementSibling) list.insertBefore(card, before);
+      card.classList.add("is-arriving");
+      window.setTimeout(function () { card.classList.remove("is-arriving"); }, 2500);
+    });
+  }
+
+  // --- Undo countdown, waiting times, bulk selection -----------------------------
+
+  function armUndo() {
+    document.querySelectorAll("form.undo[data-undo-seconds]").forEach(function (form) {
+      if (!undoDeadlines.has(form)) {
+        undoDeadlines.set(form, Date.now() + 1000 * Number(form.getAttribute("data-undo-seconds")));
+      }
+    });
+  }
+
+  function tickUndo() {
+    document.querySelectorAll("form.undo[data-undo-seconds]").forEach(function (form) {
+      var left = Math.ceil(((undoDeadlines.get(form) || 0) - Date.now()) / 1000);
+      var label = form.querySelector(".undo-left");
+      if (left > 0) {
+        if (label) label.textContent = left + " s";
+        return;
+      }
+      // The sender claims it now: the server would refuse an Undo.
+      var done = document.createElement("span");
+      done.className = "muted small";
+      done.textContent = "Undo window closed";
+      form.replaceWith(done);
+    });
+  }
+
+  function formatAge(seconds) {
+    seconds = Math.max(0, Math.floor(seconds));
+    if (seconds < 60) return seconds + " s";
+    var minutes = Math.floor(seconds / 60);
+    if (minutes < 60) return minutes + " min";
+    var hours = Math.floor(minutes / 60);
+    minutes = minutes % 60;
+    if (hours < 24) return minutes ? hours + " h " + minutes + " min" : hours + " h";
+    var days = Math.floor(hours / 24);
+    hours = hours % 24;
+    return hours ? days + " d " + hours + " h" : days + " d";
+  }
+
+  function tickAges() {
+    document.querySelectorAll("time[data-age]").forEach(function (time) {
+      var value = time.getAttribute("data-age");
+      if (value === "") return;
+      if (!ageBase.has(time)) ageBase.set(time, { seconds: Number(value), at: Date.now() });
+      var base = ageBase.get(time);
+      time.textContent = formatAge(base.seconds + (Date.now() - base.at) / 1000);
+    });
+  }
+
+  function updateBulk() {
+    var count = document.getElementById("bulk-count");
+    if (!count) return;
+    var boxes = Array.prototype.slice.call(document.querySelectorAll('#card-list input[name="ids"]'));
+    var checked = boxes.filter(function (box) { return box.checked; }).length;
+    count.textContent = checked ? checked + " selected" : EMPTY_SELECTION;
+    var form = document.getElementById("bulk-form");
+    if (form) form.classList.toggle("has-selection", checked > 0);
+    var all = document.getElementById("select-all");
+    if (all) {
+      all.checked = checked > 0 && checked === boxes.length;
+      all.indeterminate = checked > 0 && checked < boxes.length;
+    }
+  }
+
+  document.addEventListener("change", function (event) {
+    if (event.target.id === "select-all") {
+      document.querySelectorAll('#card-list input[name="ids"]').forEach(function (box) {
+        box.checked = event.target.checked;
+      });
+    }
+    if (event.target.name === "ids" || event.target.id === "select-all") updateBulk();
+  });
+
+  // --- Errors htmx does not swap --------------------------------------------------
+
+  var toastTimer = null;
+
+  function toast(text) {
+    var box = document.getElementById("toast");
+    if (!box) return;
+    box.textContent = text;
+    box.hidden = false;
+    window.clearTimeout(toastTimer);
+    toastTimer = window.setTimeout(function () { box.hidden = true; }, 6000);
+  }
+
+  document.body.addEventListener("htmx:responseError", function (event) {
+    var status = event.detail.xhr.status;
+    if (status === 403) toast("You are not allowed to do that (403). Ask an administrator for the Reviewers role.");
+    else if (status === 404) toast("That reply no longer exists.");
+    else toast("Something went wrong (" + status + "). Reload the page to see where things stand.");
+  });
+
+  document.body.addEventListener("htmx:sendError", function () {
+    toast("The server cannot be reached. Check the connection; the page retries by itself.");
+  });
+
+  // --- Start ------------------------------------------------------------------------
+
+  function refresh() {
+    document.querySelectorAll("[data-open-help], [data-dismiss], [data-select-all]").forEach(function (element) {
+      element.hidden = false;
+    });
+    armUndo();
+    tickAges();
+    updateBulk();
+  }
+
+  refresh();
+  var first = document.querySelector("#card-list [data-pending]");
+  if (first) setCurrent(first, false);
+  window.setInterval(tickUndo, TICK_MS);
+  window.setInterval(tickAges, AGE_TICK_MS);
+})();
