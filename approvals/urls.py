@@ -1,8 +1,23 @@
 from django.urls import path
 from django.views.generic import RedirectView
 
+from . import history_views, views
+
 app_name = "approvals"
 
 urlpatterns = [
-    path("", RedirectView.as_view(url="/admin/", permanent=False), name="home"),
+    # The overview (its own issue) takes this path; until then it is the queue.
+    path("", RedirectView.as_view(pattern_name="approvals:queue"), name="overview"),
+    path("queue/", views.queue_page, name="queue"),
+    path("queue/poll/", views.queue_poll, name="queue-poll"),
+    path("queue/bulk/", views.bulk, name="bulk"),
+    path("queue/<int:pk>/", views.card, name="card"),
+    path("queue/<int:pk>/approve/", views.approve, name="approve"),
+    path("queue/<int:pk>/edit/", views.edit, name="edit"),
+    path("queue/<int:pk>/reject/", views.reject, name="reject"),
+    path("queue/<int:pk>/undo/", views.undo, name="undo"),
+    path("history/", history_views.history_page, name="history"),
+    path("history/<int:pk>/", history_views.history_entry, name="history-entry"),
+    path("history/<int:pk>/retry/", history_views.retry, name="retry"),
+    path("history/<int:pk>/confirm-sent/", history_views.confirm_sent, name="confirm-sent"),
 ]
