@@ -1,0 +1,196 @@
+"""The history page: handled replies, their audit trail, Retry and Confirmed sent."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth.models import Permission
+from django.test import Client
+from django.urls import reverse
+
+from statecore import clock, lifecycle
+from statecore.models import AuditEvent, Message, Source, Status
+from tests.factories import make_incoming, make_reply
+from tests.users import make_user
+
+HTMX = {"HTTP_HX_REQUEST": "true", "HTTP_HX_CURRENT_URL": "http://testserver/history/"}
+UNCERTAIN = "outcome unknown: check the phone before retrying"
+
+
+@pytest.fixture
+def rc(db) -> Client:
+    client = Client()
+    client.force_login(make_user("dana", reviewer=True))
+    return client
+
+
+@pytest.fixture
+def other(db) -> Client:
+    client = Client()
+    client.force_login(make_user("sam", reviewer=True))
+    return client
+
+
+def url(name: str, msg: Message | None = None) -> str:
+    return reverse(f"approvals:{name}", args=[msg.pk] if msg else [])
+
+
+def fresh(msg: Message) -> Message:
+    return Message.objects.get(pk=msg.pk)
+
+
+def entry_html(response, msg: Message) -> str:
+    match = re.search(
+        rf'<article id="entry-{msg.pk}".*?</article>', response.content.decode(), re.S
+    )
+    assert match, f"no entry for {msg.message_id}"
+    return match.group(0)
+
+
+def failed_reply(error: str = "Connection refused", **extra) -> Message:
+    draft = make_reply(**extra)
+    lifecycle.approve(draft.message_id, actor="dana", source=Source.WEB)
+    return lifecycle.mark_failed(draft.message_id, error, actor="sender", source=Source.WORKER)
+
+
+def shown(client: Client, query: str = "") -> list[int]:
+    page = client.get(f"/history/?{query}").content.decode()
+    return [int(pk) for pk in re.findall(r'<article id="entry-(\d+)"', page)]
+
+
+def test_history_lists_handled_replies_newest_first(rc):
+    pending = make_reply()
+    first, second, third = make_reply(), make_reply(), make_reply()
+    lifecycle.approve(first.message_id, actor="dana", source=Source.WEB)
+    lifecycle.reject(second.message_id, actor="sam", source=Source.WEB, reason="rude")
+    Message.objects.filter(pk=first.pk).update(status_updated_at=clock.now() - timedelta(minutes=5))
+    failed = failed_reply()
+    make_reply(Status.SENT)
+    order = shown(rc)
+    assert pending.pk not in order and third.pk not in order
+    assert order.index(failed.pk) < order.index(second.pk) < order.index(first.pk)
+    assert len(order) == 4
+
+
+def test_history_filters_by_status_reviewer_and_text(rc):
+    approved = make_reply(
+        incoming=make_incoming(name="Farah", body="invoice please"), body="Here you go"
+    )
+    rejected = make_reply(body="Nope")
+    lifecycle.approve(approved.message_id, actor="dana", source=Source.WEB)
+    lifecycle.reject(rejected.message_id, actor="sam", source=Source.WEB)
+    assert shown(rc, "status=rejected") == [rejected.pk]
+    assert shown(rc, "reviewer=SAM") == [rejected.pk]
+    assert shown(rc, "reviewer=dana") == [approved.pk]
+    assert shown(rc, "q=farah") == [approved.pk]
+    assert shown(rc, "q=nope") == [rejected.pk]
+    assert shown(rc, "status=pending_approval") == shown(rc)  # not a history status: ignored
+
+
+def test_the_audit_trail_shows_draft_edit_decision_and_send_attempts(rc):
+    draft = make_reply(incoming=make_incoming(name="Émile", body="¿Tienen envío?"), body="Yes")
+    lifecycle.edit_and_approve(draft.message_id, "Yes, to all of Spain", actor="dana", source="web")
+    lifecycle.mark_failed(draft.message_id, UNCERTAIN, actor="sender", source=Source.WORKER)
+    entry = entry_html(rc.get("/history/"), draft)
+    assert "Edited and approved</strong> by dana" in entry
+    assert "Original draft" in entry and ">Yes</div>" in entry
+    assert "Yes, to all of Spain" in entry
+    assert "Send failed</strong> by sender" in entry
+    assert entry.count(UNCERTAIN) >= 2  # the error line and the trail's note
+    assert "¿Tienen envío?" in entry and "Émile" in entry
+    assert "Edited and approved by <strong>dana</strong>" in entry
+    assert "The outcome is unknown" in entry
+
+
+def test_one_entry_has_its_own_page_with_the_trail_open(rc):
+    reply = failed_reply()
+    response = rc.get(url("history-entry", reply))
+    assert response.status_code == 200
+    assert '<details class="trail" open>' in entry_html(response, reply)
+    assert rc.get(reverse("approvals:history-entry", args=[987654])).status_code == 404
+
+
+def test_retry_sends_a_failed_reply_again(rc):
+    reply = failed_reply()
+    response = rc.post(url("retry", reply), **HTMX)
+    assert response.status_code == 200
+    assert response["HX-Trigger"] == '{"queue-changed": {}}'
+    assert response.content.decode().strip().startswith(f'<article id="entry-{reply.pk}"')
+    msg = fresh(reply)
+    assert msg.status == Status.APPROVED and "error" not in msg.data
+    event = AuditEvent.objects.get(message_id=reply.message_id, action="retry")
+    assert (event.actor, event.source) == ("dana", Source.WEB)
+
+
+def test_retry_without_javascript_redirects_back(rc):
+    reply = failed_reply()
+    response = rc.post(url("retry", reply), {"next": "/history/?status=failed"})
+    assert response.status_code == 302 and response["Location"] == "/history/?status=failed"
+    assert "The reply will be sent again." in rc.get("/history/").content.decode()
+
+
+def test_confirmed_sent_needs_a_note_and_is_audited(rc):
+    reply = failed_reply(UNCERTAIN)
+    response = rc.post(url("confirm-sent", reply), {"note": " "}, **HTMX)
+    assert response.status_code == 422
+    assert "Say how you confirmed it was sent." in response.content.decode()
+    assert fresh(reply).status == Status.FAILED
+    response = rc.post(url("confirm-sent", reply), {"note": "Seen on the phone"}, **HTMX)
+    assert response.status_code == 200
+    assert fresh(reply).status == Status.SENT
+    event = AuditEvent.objects.get(message_id=reply.message_id, action="confirm_sent")
+    assert (event.note, event.actor) == ("Seen on the phone", "dana")
+
+
+def test_the_second_to_resolve_gets_409_naming_the_first(rc, other):
+    reply = failed_reply()
+    assert rc.post(url("retry", reply), **HTMX).status_code == 200
+    for name, data in [("retry", {}), ("confirm-sent", {"note": "seen"})]:
+        response = other.post(url(name, reply), data, **HTMX)
+        assert response.status_code == 409
+        assert re.search(r"Approved by dana \d+ s ago", response.content.decode())
+    assert AuditEvent.objects.filter(message_id=reply.message_id, action="retry").count() == 1
+
+
+def test_resolving_needs_its_own_permission(db):
+    reply = failed_reply()
+    reviewer_only = make_user("rita")
+    reviewer_only.user_permissions.add(
+        Permission.objects.get(content_type__app_label="statecore", codename="review_message")
+    )
+    client = Client()
+    client.force_login(reviewer_only)
+    page = entry_html(client.get("/history/"), reply)
+    assert ">Retry</button>" not in page and "Read-only" in page
+    assert client.post(url("retry", reply)).status_code == 403
+    assert client.post(url("confirm-sent", reply), {"note": "seen"}).status_code == 403
+    assert fresh(reply).status == Status.FAILED
+
+
+def test_history_needs_a_sign_in_and_csrf(db):
+    reply = failed_reply()
+    assert Client().get("/history/")["Location"] == "/accounts/login/?next=/history/"
+    assert Client().post(url("retry", reply)).status_code == 302
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(make_user("dana", reviewer=True))
+    assert client.post(url("retry", reply)).status_code == 403
+    assert fresh(reply).status == Status.FAILED
+
+
+def test_unknown_ids_are_404(rc):
+    for name in ("retry", "confirm-sent"):
+        response = rc.post(reverse(f"approvals:{name}", args=[987654]), {"note": "x"}, **HTMX)
+        assert response.status_code == 404
+
+
+def test_untrusted_text_in_the_history_is_text(rc):
+    draft = make_reply(
+        incoming=make_incoming(name="<img src=x onerror=alert(1)>", body="<script>x()</script>"),
+        body="<i>hi</i>",
+    )
+    lifecycle.reject(draft.message_id, actor="dana", source=Source.WEB, reason="<b>no</b>")
+    entry = entry_html(rc.get("/history/"), draft)
+    assert "<script>" not in entry and "<img" not in entry and "<i>" not in entry
+    assert "<b>" not in entry and "&lt;b&gt;no&lt;/b&gt;" in entry
