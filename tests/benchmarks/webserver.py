@@ -91,7 +91,10 @@ class Approvals:
     """What one reviewer saw."""
 
     confirmed: list[int] = field(default_factory=list)
-    unknown: list[int] = field(default_factory=list)  # no answer: it may or may not be done
+    # Sent, but no answer came back: it may or may not be done.
+    unknown: list[int] = field(default_factory=list)
+    # The connection was refused: the request never reached a server.
+    refused: list[int] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     latencies: list[float] = field(default_factory=list)
 
@@ -106,8 +109,12 @@ def approve(client: httpx.Client, pk: int, seen: Approvals) -> None:
         )
     except httpx.HTTPError as exc:
         seen.latencies.append(time.perf_counter() - start)
-        seen.unknown.append(pk)
         seen.errors.append(type(exc).__name__)
+        # A refused connection never reached the server; anything later may have.
+        if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+            seen.refused.append(pk)
+        else:
+            seen.unknown.append(pk)
         return
     seen.latencies.append(time.perf_counter() - start)
     if answer.status_code == 200 and CHANGED_EVENT in answer.headers.get("HX-Trigger", ""):
