@@ -98,8 +98,7 @@ class MessageExtraForm(forms.ModelForm):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         current = pretty(extra_keys(self.instance.data)) if self.instance.pk else "{}"
-        self.fields["extra_keys"].initial = current
-        self.fields["seen"].initial = current
+        self.initial.update(extra_keys=current, seen=current)
 
     def clean_extra_keys(self) -> dict:
         value = parse_json(self.cleaned_data["extra_keys"], what="Extra keys")
@@ -189,11 +188,15 @@ class SettingsForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         stored = self.stored_values()
         shown = {key: displayed(key, value) for key, value in stored.items()}
-        self.fields["human_in_the_loop"].initial = shown["human_in_the_loop"]
-        self.fields["api_endpoint"].initial = shown["api_endpoint"]
-        for key in ("watcher_config", "retry_config"):
-            self.fields[key].initial = pretty(shown[key])
-        self.fields["seen"].initial = dumps_compact(stored)
+        # `initial`, not the fields' own: the admin puts these names in the
+        # ModelForm's fields, which would fill `initial` with the raw JSON columns.
+        self.initial.update(
+            human_in_the_loop=shown["human_in_the_loop"],
+            api_endpoint=shown["api_endpoint"],
+            watcher_config=pretty(shown["watcher_config"]),
+            retry_config=pretty(shown["retry_config"]),
+            seen=dumps_compact(stored),
+        )
 
     def stored_values(self) -> dict:
         """The stored value of each setting (None: the file has no such key)."""
