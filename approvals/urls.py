@@ -1,7 +1,7 @@
 from django.urls import path
 from django.views.generic import RedirectView
 
-from . import history_views, views
+from . import history_views, session_views, views
 
 app_name = "approvals"
 
@@ -20,4 +20,7 @@ urlpatterns = [
     path("history/<int:pk>/", history_views.history_entry, name="history-entry"),
     path("history/<int:pk>/retry/", history_views.retry, name="retry"),
     path("history/<int:pk>/confirm-sent/", history_views.confirm_sent, name="confirm-sent"),
+    path("session/", session_views.session_page, name="session"),
+    path("session/check/", session_views.check_now, name="session-check"),
+    path("session/mark-invalid/", session_views.mark_invalid, name="session-mark-invalid"),
 ]

@@ -1,0 +1,155 @@
+"""The session page: is WhatsApp connected, why (not), and re-linking by QR.
+
+One view serves the page; an htmx request gets only the fragment it asked
+for (the gateway's live status, or the QR panel that polls until the session
+is ready). Actions are for staff only and change the session through
+statecore, never here.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import segno
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils.safestring import mark_safe
+from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import HttpResponseClientRefresh
+
+from statecore import clock, rootstate, session, session_events, session_health
+from statecore.gateway import GatewayError
+from statecore.models import Heartbeat, Source
+from statecore.sending import HEARTBEAT_NAME
+
+from .access import actor, signed_in
+from .session_forms import MarkInvalidForm
+
+TEMPLATE = "approvals/session.html"
+# The sender polls every few seconds; a beat older than this means it is not running.
+HEARTBEAT_STALE_SECONDS = 60
+
+
+@require_GET
+@signed_in
+def session_page(request: HttpRequest) -> HttpResponse:
+    if request.htmx and request.htmx.target == "gateway-status":
+        return render(request, f"{TEMPLATE}#gateway-status", {"live": _live_status()})
+    context = _context(request)
+    if request.htmx and request.htmx.target == "qr-panel":
+        if context["report"].valid:
+            # Linked: reload the whole page so every part shows the valid session.
+            return HttpResponseClientRefresh()
+        return render(request, f"{TEMPLATE}#qr-panel", context)
+    if request.GET.get("live"):
+        context["live"] = _live_status()  # without JavaScript: checked on this request
+    return render(request, TEMPLATE, context)
+
+
+@require_POST
+@signed_in
+def check_now(request: HttpRequest) -> HttpResponse:
+    _require_staff(request)
+    with session_health.gateway_client(status_timeout=session_health.PAGE_STATUS_TIMEOUT) as client:
+        result = session_health.check_gateway(client, actor=actor(request), source=Source.WEB)
+    if not result.reachable:
+        messages.error(request, f"The gateway did not answer: {result.error}")
+    elif result.report.valid:
+        messages.success(request, "Checked: the session is valid.")
+    else:
+        messages.warning(request, f"Checked: {result.report.verdict}.")
+    return redirect("approvals:session")
+
+
+@require_POST
+@signed_in
+def mark_invalid(request: HttpRequest) -> HttpResponse:
+    _require_staff(request)
+    form = MarkInvalidForm(request.POST)
+    if not form.is_valid():
+        return render(request, TEMPLATE, _context(request, form=form), status=422)
+    reason = form.cleaned_data["reason"]
+    session.mark_invalid(reason, actor=actor(request), source=Source.WEB)
+    messages.warning(request, f"The session is marked invalid: {reason}")
+    return redirect("approvals:session")
+
+
+def _require_staff(request: HttpRequest) -> None:
+    if not request.user.is_staff:
+        raise PermissionDenied("Only staff can check or invalidate the session.")
+
+
+def _context(request: HttpRequest, form: MarkInvalidForm | None = None) -> dict:
+    root = rootstate.get_root()
+    stored = rootstate.session_data(root)
+    report = session.check(stored)
+    qr = session_events.latest_qr() if not report.valid else None
+    return {
+        "report": report,
+        "stored": stored,
+        "invalidated_at": clock.parse_timestamp(stored.get("invalidated_at")),
+        "account": rootstate.part(root, "account_info", {}) or {},
+        "api_endpoint": rootstate.api_endpoint(root),
+        "qr": qr,
+        "qr_svg": _qr_svg(qr.text) if qr else "",
+        # Poll while a scan is wanted: a fresh QR arrives every ~20 s.
+        "polling": not report.valid and stored.get("requires_qr") is True,
+        "heartbeat": _heartbeat(),
+        "events": [_event_row(event) for event in session_events.recent(20)],
+        "form": form or MarkInvalidForm(),
+        "live": None,
+    }
+
+
+def _qr_svg(text: str) -> str:
+    # segno draws the code as path data: the QR text itself never enters the markup.
+    svg = segno.make(text, error="l").svg_inline(
+        scale=5, border=4, svgclass="qr-code", lineclass=None, light="#fff", omitsize=True
+    )
+    return mark_safe(svg)  # generated here from path data only: no outside text in it
+
+
+def _live_status() -> dict:
+    """The gateway's /status now, within the page timeout; nothing is recorded."""
+    url = rootstate.api_endpoint()
+    try:
+        with session_health.gateway_client(
+            status_timeout=session_health.PAGE_STATUS_TIMEOUT
+        ) as client:
+            ready = client.status()
+    except GatewayError as exc:
+        return {"url": url, "answered": False, "ready": False, "error": str(exc)}
+    return {"url": url, "answered": True, "ready": ready, "error": ""}
+
+
+def _heartbeat() -> dict | None:
+    beat = Heartbeat.objects.filter(name=HEARTBEAT_NAME).first()
+    if beat is None:
+        return None
+    age = clock.now() - beat.beat_at
+    return {
+        "beat_at": beat.beat_at,
+        "stale": age > timedelta(seconds=HEARTBEAT_STALE_SECONDS),
+        "waiting": beat.detail.get("waiting"),
+        "state": beat.detail.get("state") or "",
+        "reason": beat.detail.get("reason") or "",
+        "last_sent": clock.parse_timestamp(beat.detail.get("last_sent")),
+        "worker": beat.detail.get("worker") or "",
+    }
+
+
+def _event_row(event) -> dict:
+    try:
+        payload = json.loads(event.payload)
+    except ValueError:
+        payload = {}
+    detail = {
+        "qr": "a QR code to scan",
+        "disconnected": payload.get("reason"),
+        "auth_failure": payload.get("message"),
+        "change_state": payload.get("state"),
+    }.get(event.event)
+    return {"event": event.event, "received_at": event.received_at, "detail": detail or ""}
