@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 
 from django.utils import timezone
 
@@ -18,10 +18,26 @@ def local_iso(moment: datetime | None = None) -> str:
     return timezone.localtime(moment).replace(tzinfo=None).isoformat()
 
 
-def parse_timestamp(value: object) -> datetime | None:
+def parse_timestamp(value: object, tz: tzinfo | None = None) -> datetime | None:
     """An aware datetime from a stored timestamp (naive local ISO text or epoch
     seconds), or None when it is missing or not a time we can read. The stored
-    value itself is never changed by this."""
+    value itself is never changed by this. `tz` (the current zone) spares the
+    lookup when many timestamps are parsed at once."""
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=tz or timezone.get_current_timezone())
+        if parsed.year in (1, 9999):
+            # Near the ends of the calendar the same instant in UTC (as the
+            # database stores it) can fall outside it: not a time we can store.
+            try:
+                parsed.astimezone(UTC)
+            except OverflowError:
+                return None
+        return parsed
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, int | float):
@@ -31,15 +47,4 @@ def parse_timestamp(value: object) -> datetime | None:
             return datetime.fromtimestamp(value, tz=UTC)
         except (OverflowError, OSError, ValueError):
             return None
-    if isinstance(value, str):
-        try:
-            parsed = datetime.fromisoformat(value)
-        except ValueError:
-            return None
-        if timezone.is_naive(parsed):
-            try:
-                return timezone.make_aware(parsed)
-            except (OverflowError, ValueError):
-                return None
-        return parsed
     return None

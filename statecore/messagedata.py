@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+from datetime import tzinfo
 
 from .clock import parse_timestamp
+
+# One encoder for every call: json.dumps with options builds a new one each time,
+# a cost that shows on 100,000 messages.
+_COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
 def dumps_compact(value: object) -> str:
     """JSON text as stored: compact, key order kept, non-ASCII as is."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return _COMPACT.encode(value)
 
 
 def _text(value: object, limit: int = 200) -> str:
@@ -21,7 +26,7 @@ def chat_of(address: str) -> str:
     return address.split("@", 1)[0]
 
 
-def message_columns(obj: dict, status: str) -> dict:
+def message_columns(obj: dict, status: str, *, tz: tzinfo | None = None) -> dict:
     """The indexed columns of a Message for this object (everything but position)."""
     sender = _text(obj.get("from"))
     recipient = _text(obj.get("recipient"))
@@ -37,7 +42,7 @@ def message_columns(obj: dict, status: str) -> dict:
         "body": body if isinstance(body, str) else "",
         "is_group": obj.get("isGroup") is True or sender.endswith("@g.us"),
         "reply_to": _text(obj.get("original_message_id"), 500),
-        "timestamp": parse_timestamp(obj.get("timestamp")),
-        "status_updated_at": parse_timestamp(obj.get("status_updated_at")),
+        "timestamp": parse_timestamp(obj.get("timestamp"), tz),
+        "status_updated_at": parse_timestamp(obj.get("status_updated_at"), tz),
         "raw": dumps_compact(obj),
     }

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 
 from django.db import transaction
-from django.db.models import F
+from django.db.models import Case, F, When
 from django.db.models.functions import Coalesce
 
 from . import clock
@@ -50,6 +50,7 @@ COLUMN_KEYS = (
     "statistics",
     "metadata",
 )
+COUNTER_MAX = 2**63 - 1  # the largest value of the BigInteger counter columns
 COUNTERS = ("total_incoming", "total_sent", "total_failed", "total_approved", "total_rejected")
 LAST_TIMES = ("last_message_received", "last_message_sent")
 # What a message arriving in a list counts (SEED_API.md): pending_approval counts nothing.
@@ -156,7 +157,12 @@ def count_arrival(status: str, *, touch_only: bool = False) -> None:
     fields: dict = {"last_updated": stamp}
     counter, last_time = COUNTED_BY_STATUS.get(status, (None, None))
     if counter and not touch_only:
-        fields[counter] = Coalesce(F(counter), 0) + 1
+        # A counter imported at the 64-bit limit stays there: one more would be
+        # an error on PostgreSQL (and a float on SQLite), refusing the move.
+        fields[counter] = Case(
+            When(**{f"{counter}__gte": COUNTER_MAX}, then=F(counter)),
+            default=Coalesce(F(counter), 0) + 1,
+        )
     if last_time and not touch_only:
         fields[last_time] = stamp
     if not StateRoot.objects.filter(pk=1).update(**fields):

@@ -16,34 +16,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from django.db import connection, transaction
+from django.db import transaction
 
-from . import clock, rootstate
-from .messagedata import dumps_compact, message_columns
+from . import bulkload, clock, rootstate
+from .messagedata import dumps_compact
 from .models import AuditEvent, LogEntry, Message, StateRoot, Status
 from .statevalidate import StateFileError, find_duplicate_ids, parse_state
 
-BATCH_SIZE = 2000
-MESSAGE_INSERT_FIELDS = [
-    "message_id",
-    "status",
-    "position",
-    "sender",
-    "sender_name",
-    "author",
-    "recipient",
-    "chat",
-    "body",
-    "is_group",
-    "reply_to",
-    "timestamp",
-    "status_updated_at",
-    "status_changed_by",
-    "claimed_by",
-    "claimed_at",
-    "lease_until",
-    "raw",
-]
+BATCH_SIZE = bulkload.BATCH_SIZE
 DUPLICATE_RULES = ("refuse", "keep-first", "keep-last")
 
 __all__ = [
@@ -139,7 +119,7 @@ def import_state(
         LogEntry.objects.all().delete()
         StateRoot.objects.all().delete()
         StateRoot.objects.create(pk=1, **_root_fields(state))
-        _insert_messages(rows, total, progress)
+        bulkload.insert_messages(rows, total, progress)
         LogEntry.objects.bulk_create(
             _log_entries(state.get("message_log") or []), batch_size=BATCH_SIZE
         )
@@ -147,7 +127,7 @@ def import_state(
             action="import",
             actor=actor,
             source=source,
-            note=f"replaced {summary.before} with {summary.after}",
+            note=f"replaced {_describe(summary.before)} with {_describe(summary.after)}",
             detail={
                 "before": summary.before,
                 "after": summary.after,
@@ -161,6 +141,14 @@ def import_state(
     return summary
 
 
+def _describe(counts: dict[str, int]) -> str:
+    """`40 incoming, 8 sent, 2 message_log entries`: the lists that hold anything."""
+    parts = [f"{n} {name}" for name, n in counts.items() if n and name != "message_log"]
+    if counts.get("message_log"):
+        parts.append(f"{counts['message_log']} message_log entries")
+    return ", ".join(parts) or "nothing"
+
+
 def _message_rows(state: dict, duplicate_rule: str | None):
     """Insert rows in file order; with a duplicate rule, the kept occurrence only."""
     messages = state.get("messages") or {}
@@ -171,44 +159,7 @@ def _message_rows(state: dict, duplicate_rule: str | None):
             for index, obj in enumerate(items):
                 if duplicate_rule == "keep-last" or obj["id"] not in keep:
                     keep[obj["id"]] = (status, index)
-    for status, items in messages.items():
-        for index, obj in enumerate(items):
-            if keep is not None and keep[obj["id"]] != (status, index):
-                continue
-            columns = message_columns(obj, status)
-            columns["position"] = index
-            yield columns
-
-
-def _insert_messages(rows, total: int, progress) -> None:
-    # One executemany per batch: bulk_create builds a model instance per row,
-    # which costs about three times as much on 100,000 messages.
-    table = Message._meta.db_table
-    fields = [Message._meta.get_field(name) for name in MESSAGE_INSERT_FIELDS]
-    quote = connection.ops.quote_name
-    sql = (
-        f"INSERT INTO {quote(table)} ({', '.join(quote(f.column) for f in fields)}) "
-        f"VALUES ({', '.join(['%s'] * len(fields))})"
-    )
-    prepare = [(f.name, f.get_db_prep_value) for f in fields]
-    defaults = {"status_changed_by": "", "claimed_by": "", "claimed_at": None, "lease_until": None}
-    done = 0
-    batch: list[tuple] = []
-    with connection.cursor() as cursor:
-        for row in rows:
-            row = {**defaults, **row}
-            batch.append(tuple(prep(row[name], connection, False) for name, prep in prepare))
-            if len(batch) >= BATCH_SIZE:
-                cursor.executemany(sql, batch)
-                done += len(batch)
-                batch.clear()
-                if progress:
-                    progress(done, total)
-        if batch:
-            cursor.executemany(sql, batch)
-            done += len(batch)
-            if progress:
-                progress(done, total)
+    return bulkload.message_rows(messages, keep)
 
 
 def _log_entries(entries: list) -> list[LogEntry]:
