@@ -1,13 +1,11 @@
 from django.urls import path
-from django.views.generic import RedirectView
 
-from . import history_views, session_views, views
+from . import history_views, overview_views, session_views, statefile_views, views
 
 app_name = "approvals"
 
 urlpatterns = [
-    # The overview (its own issue) takes this path; until then it is the queue.
-    path("", RedirectView.as_view(pattern_name="approvals:queue"), name="overview"),
+    path("", overview_views.overview, name="overview"),
     path("queue/", views.queue_page, name="queue"),
     path("queue/poll/", views.queue_poll, name="queue-poll"),
     path("queue/bulk/", views.bulk, name="bulk"),
@@ -23,4 +21,8 @@ urlpatterns = [
     path("session/", session_views.session_page, name="session"),
     path("session/check/", session_views.check_now, name="session-check"),
     path("session/mark-invalid/", session_views.mark_invalid, name="session-mark-invalid"),
+    path("state/download/", statefile_views.download, name="state-download"),
+    path("state/upload/", statefile_views.upload, name="state-upload"),
+    path("state/upload/confirm/", statefile_views.confirm, name="state-upload-confirm"),
+    path("state/upload/cancel/", statefile_views.cancel, name="state-upload-cancel"),
 ]

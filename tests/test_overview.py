@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -274,3 +275,98 @@ def test_the_overview_takes_the_same_few_queries_for_10_and_10000_messages():
     bulk_state(10_000)
     assert Message.objects.count() == 10_000
     assert _queries_of_overview() == small == 7
+
+
+# --- The page ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def reviewer(client, django_user_model):
+    user = django_user_model.objects.create_user("ayesha", password="x")
+    client.force_login(user)
+    return user
+
+
+def test_the_overview_needs_a_sign_in(client):
+    response = client.get("/")
+    assert response.status_code == 302
+    assert response.url.startswith("/accounts/login/")
+
+
+def test_the_page_shows_each_figure_of_a_state_built_by_hand(client, reviewer):
+    now = timezone.now()
+    rootstate.get_root()
+    # A file whose statistics never had total_failed; total_sent counted on from 900.
+    StateRoot.objects.filter(pk=1).update(
+        statistics='{"total_sent": 5}', total_sent=900, total_failed=None
+    )
+    message(Status.INCOMING, at=now - timedelta(hours=2))
+    oldest = message(Status.PENDING_APPROVAL, at=now - timedelta(hours=3), reply_to="x")
+    Message.objects.filter(pk=oldest.pk).update(body="<b>Your order</b> is ready")
+    message(Status.PENDING_APPROVAL, at=now - timedelta(minutes=5), reply_to="x")
+    for _ in range(3):
+        message(Status.SENT, at=now - timedelta(hours=1), reply_to="x")
+    message(Status.FAILED, at=now - timedelta(hours=1), reply_to="x")
+    rejected = message(Status.REJECTED, at=now - timedelta(minutes=40), reply_to="x")
+    event("reject", rejected.message_id, now - timedelta(minutes=10))  # waited 30 min
+    response = client.get("/")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert '<span class="ov-n" data-status="pending_approval">2</span>' in html
+    assert '<span class="ov-n" data-status="sent">3</span>' in html
+    assert '<strong id="ov-success">75.0%</strong>' in html
+    assert "sent ÷ (sent + failed) = 3 ÷ 4" in html
+    assert '<strong id="ov-approval">80.0%</strong>' in html  # 4 let through of 5 decided
+    assert '<td data-counter="sent">900</td>' in html
+    assert '<td data-counter="failed">not counted</td>' in html
+    assert "<td>30 min</td>" in html  # median and 90th percentile of the one decision
+    card = f'<a href="/queue/{oldest.pk}/">'
+    assert card in html
+    assert "&lt;b&gt;Your order&lt;/b&gt; is ready" in html
+    assert "waiting <strong>3 h</strong>" in html
+    assert "Last beat: never." in html
+    assert html.count('class="ov-bar-received"') == 1  # one hour with received messages
+    assert html.count('class="ov-bar-replies"') >= 2
+
+
+def test_the_page_has_no_inline_script_or_style(client, reviewer):
+    message(Status.INCOMING, at=timezone.now())
+    html = client.get("/").content.decode()
+    assert "<svg" in html
+    for tag in html.split("<script")[1:]:
+        assert tag.lstrip().startswith("src=") or " src=" in tag.split(">")[0]
+    assert " style=" not in html and "<style" not in html
+
+
+def test_the_senders_heartbeat_is_shown_with_its_age(client, reviewer):
+    Heartbeat.objects.create(
+        name="sender", beat_at=timezone.now() - timedelta(seconds=20), detail={"waiting": 4}
+    )
+    html = client.get("/").content.decode()
+    assert '<dd id="ov-waiting">4</dd>' in html
+    assert "(20 s ago)" in html
+    assert "is the sender running?" not in html
+    Heartbeat.objects.filter(name="sender").update(beat_at=timezone.now() - timedelta(hours=1))
+    assert "is the sender running?" in client.get("/").content.decode()
+
+
+def test_state_file_links_only_for_staff_with_the_permissions(client, reviewer):
+    assert "/state/download/" not in client.get("/").content.decode()
+    reviewer.is_staff = True
+    reviewer.save()
+    reviewer.user_permissions.add(*Permission.objects.filter(codename="export_state"))
+    html = client.get("/").content.decode()
+    assert "/state/download/" in html and "/state/upload/" not in html
+
+
+def test_the_page_takes_the_same_queries_for_10_and_10000_messages(
+    client, reviewer, django_assert_num_queries
+):
+    bulk_state(10)
+    with CaptureQueriesContext(connection) as small:
+        assert client.get("/").status_code == 200
+    Message.objects.all().delete()
+    bulk_state(10_000)
+    with django_assert_num_queries(len(small)):
+        response = client.get("/")
+    assert response.status_code == 200

@@ -1,0 +1,146 @@
+"""The overview at `/`: how the automation is doing, in a fixed number of queries."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_safe
+
+from statecore import stats
+from statecore.models import Status
+
+# The chart's drawing box (SVG user units; CSS scales it to the page).
+CHART_WIDTH = 840
+CHART_HEIGHT = 160
+AXIS_HEIGHT = 18
+# A sender that has not beaten for this long is probably not running (it beats every few seconds).
+SENDER_SILENT_AFTER = timedelta(minutes=2)
+
+
+@dataclass(frozen=True)
+class Bar:
+    x: str
+    width: str
+    received_y: str
+    received_height: str
+    replies_y: str
+    replies_height: str
+    label: str
+
+
+@dataclass(frozen=True)
+class Tick:
+    x: str
+    text_x: str
+    label: str
+
+
+def _n(value: float) -> str:
+    """An SVG coordinate: plain digits and a dot, whatever the locale."""
+    return f"{value:.2f}".rstrip("0").rstrip(".")
+
+
+def chart(hours: list[stats.Hour]) -> dict:
+    """Stacked bars per hour (received below, replies drafted above), computed
+    here so the template only draws rectangles."""
+    peak = max((hour.total for hour in hours), default=0)
+    scale = CHART_HEIGHT / peak if peak else 0
+    step = CHART_WIDTH / max(len(hours), 1)
+    bars, ticks = [], []
+    for index, hour in enumerate(hours):
+        x = index * step
+        received = hour.received * scale
+        replies = hour.replies * scale
+        if hour.total:
+            bars.append(
+                Bar(
+                    x=_n(x),
+                    width=_n(max(step - 1, 1)),
+                    received_y=_n(CHART_HEIGHT - received),
+                    received_height=_n(received) if hour.received else "",
+                    replies_y=_n(CHART_HEIGHT - received - replies),
+                    replies_height=_n(replies) if hour.replies else "",
+                    label=f"{hour.start:%a %d %b, %H}:00: {hour.received} received, "
+                    f"{hour.replies} replies drafted",
+                )
+            )
+        if hour.start.hour == 0:
+            ticks.append(Tick(x=_n(x), text_x=_n(x + 3), label=f"{hour.start:%a %d}"))
+    return {
+        "width": CHART_WIDTH,
+        "height": CHART_HEIGHT + AXIS_HEIGHT,
+        "plot_height": CHART_HEIGHT,
+        "label_y": CHART_HEIGHT + AXIS_HEIGHT - 4,
+        "peak": peak,
+        "bars": bars,
+        "ticks": ticks,
+        "received": sum(hour.received for hour in hours),
+        "replies": sum(hour.replies for hour in hours),
+    }
+
+
+def duration(value: timedelta | None) -> str:
+    """A wait as people say it: 45 s, 12 min, 3 h 20 min, 2 d 4 h."""
+    if value is None:
+        return "n/a"
+    seconds = int(value.total_seconds())
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes = seconds // 60
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours} h" if hours else f"{days} d"
+
+
+def _waits(title: str, what: str, waits: stats.Waits) -> dict:
+    return {
+        "title": title,
+        "what": what,
+        "count": waits.count,
+        "median": duration(waits.median),
+        "p90": duration(waits.p90),
+        "capped": waits.capped,
+    }
+
+
+@login_required
+@require_safe
+def overview(request: HttpRequest) -> HttpResponse:
+    figures = stats.overview()
+    heartbeat = figures.heartbeat
+    silent = heartbeat is None or figures.now - heartbeat.beat_at > SENDER_SILENT_AFTER
+    context = {
+        "o": figures,
+        "statuses": [(status, figures.counts[status.value]) for status in Status],
+        "counters": [
+            (name.removeprefix("total_"), figures.totals.get(name))
+            for name in (
+                "total_incoming",
+                "total_approved",
+                "total_rejected",
+                "total_sent",
+                "total_failed",
+            )
+        ],
+        "waits": [
+            _waits("Draft to decision", "decisions by a person", figures.decision_waits),
+            _waits("Approval to sent", "replies sent", figures.send_waits),
+        ],
+        "chart": chart(figures.hours),
+        "sender_silent": silent,
+        "heartbeat_age": duration(figures.now - heartbeat.beat_at) if heartbeat else None,
+        "oldest_wait": duration(figures.now - figures.oldest_pending.timestamp)
+        if figures.oldest_pending and figures.oldest_pending.timestamp
+        else None,
+        "can_export": request.user.is_staff and request.user.has_perm("statecore.export_state"),
+        "can_import": request.user.is_staff and request.user.has_perm("statecore.import_state"),
+    }
+    return render(request, "approvals/overview.html", context)

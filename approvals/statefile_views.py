@@ -1,0 +1,224 @@
+"""Download the whole state file; upload one to replace the state, after a confirmation.
+
+An upload is checked exactly as `import_state` checks a file (every fault named
+by its place) and changes nothing by itself: its bytes wait in a private
+temporary file named by a random token kept in the user's session, the page
+shows what will be replaced (counts per list, before and after), and only the
+confirmation imports it, after saving a backup of the state it replaces.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import secrets
+import tempfile
+import time
+from pathlib import Path
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
+
+from statecore import statefile
+from statecore.models import Source, Status
+from statecore.statevalidate import StateFileError, find_duplicate_ids, parse_state
+
+from .statefile_forms import TOKEN_PATTERN, ConfirmForm, UploadForm
+
+EXPORT = "statecore.export_state"
+IMPORT = "statecore.import_state"
+TEMPLATE = "approvals/upload.html"
+SESSION_KEY = "state_upload"
+UPLOAD_DIR = Path(tempfile.gettempdir()) / "whatsapp-state-uploads"
+# An upload never confirmed is removed by the next upload after this long.
+KEEP_UPLOAD_SECONDS = 6 * 3600
+LIST_NAMES = [*Status.values, "message_log"]
+
+
+def _require_staff(request: HttpRequest, perm: str) -> None:
+    if not (request.user.is_staff and request.user.has_perm(perm)):
+        raise PermissionDenied(f"Staff with the permission {perm!r} only.")
+
+
+@login_required
+@require_safe
+def download(request: HttpRequest) -> HttpResponse:
+    """The very bytes `export_state` writes."""
+    _require_staff(request, EXPORT)
+    response = HttpResponse(statefile.export_bytes(), content_type="application/json")
+    response["Content-Disposition"] = 'attachment; filename="whatsapp_state.json"'
+    return response
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def upload(request: HttpRequest) -> HttpResponse:
+    _require_staff(request, IMPORT)
+    errors: list[tuple[str, str]] = []
+    form = UploadForm(request.POST or None, request.FILES or None)
+    if request.method == "POST" and form.is_valid():
+        upload = form.cleaned_data["file"]
+        rule = form.cleaned_data["on_duplicate"]
+        data = upload.read()
+        state, errors = _check(data, rule)
+        if state is not None:
+            _discard(request)
+            request.session[SESSION_KEY] = {
+                "token": _keep(data),
+                "sha256": hashlib.sha256(data).hexdigest(),
+                "name": Path(upload.name).name[:200],
+                "size": len(data),
+                "on_duplicate": rule,
+                "duplicates": len(find_duplicate_ids(state)),
+                "after": statefile.state_counts(state),
+            }
+            return redirect("approvals:state-upload-confirm")
+    context = {
+        "step": "upload",
+        "form": form,
+        "errors": errors,
+        "waiting": request.session.get(SESSION_KEY),
+    }
+    return render(request, TEMPLATE, context, status=400 if errors else 200)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def confirm(request: HttpRequest) -> HttpResponse:
+    _require_staff(request, IMPORT)
+    pending = request.session.get(SESSION_KEY)
+    if not pending:
+        messages.info(request, "No upload is waiting for a confirmation.")
+        return redirect("approvals:state-upload")
+    before = statefile.current_counts()
+    if request.method == "POST":
+        return _import(request, pending, before)
+    # What the page shows is what the confirmation must still find.
+    pending["before"] = before
+    request.session.modified = True
+    context = {
+        "step": "confirm",
+        "pending": pending,
+        "rows": [(name, before[name], pending["after"][name]) for name in LIST_NAMES],
+        "confirm_form": ConfirmForm(initial={"token": pending["token"]}),
+    }
+    return render(request, TEMPLATE, context)
+
+
+@login_required
+@require_POST
+def cancel(request: HttpRequest) -> HttpResponse:
+    _require_staff(request, IMPORT)
+    _discard(request)
+    messages.info(request, "Upload cancelled; nothing changed.")
+    return redirect("approvals:state-upload")
+
+
+def _import(request: HttpRequest, pending: dict, before: dict) -> HttpResponse:
+    form = ConfirmForm(request.POST)
+    if not form.is_valid() or form.cleaned_data["token"] != pending["token"]:
+        messages.error(
+            request, "That confirmation was for another upload (another tab?); nothing changed."
+        )
+        return redirect("approvals:state-upload-confirm")
+    if before != pending.get("before"):
+        messages.warning(
+            request, "The state changed since this page was shown: check the counts again."
+        )
+        return redirect("approvals:state-upload-confirm")
+    data = _read(pending)
+    if data is None:
+        _discard(request)
+        messages.error(request, "The uploaded file is gone; upload it again. Nothing changed.")
+        return redirect("approvals:state-upload")
+    try:
+        backup = statefile.backup_state()
+    except OSError as exc:
+        messages.error(
+            request, f"Could not save a backup of the current state ({exc}); nothing changed."
+        )
+        return redirect("approvals:state-upload-confirm")
+    summary = statefile.import_bytes(
+        data,
+        actor=request.user.get_username(),
+        source=Source.WEB,
+        on_duplicate=pending["on_duplicate"],
+    )
+    _discard(request)
+    counts = ", ".join(f"{name} {n}" for name, n in summary.after.items())
+    messages.success(
+        request,
+        f"Imported {pending['name']}: {counts}. The state it replaced is saved as {backup.name}.",
+    )
+    return redirect("approvals:overview")
+
+
+def _check(data: bytes, rule: str) -> tuple[dict | None, list[tuple[str, str]]]:
+    """The parsed state, or the faults with their places (as import_state names them)."""
+    try:
+        state = parse_state(data)
+    except StateFileError as exc:
+        return None, exc.errors
+    duplicates = find_duplicate_ids(state)
+    if duplicates and rule == "refuse":
+        return None, [
+            (
+                f"messages ({', '.join(places)})",
+                f"the id {mid!r} appears more than once: choose which copy to keep, or fix the file",
+            )
+            for mid, places in duplicates.items()
+        ]
+    return state, []
+
+
+# --- The waiting upload: a private file named by the token in the session ---------
+
+
+def _path(token: str) -> Path:
+    if not re.fullmatch(TOKEN_PATTERN, token):
+        raise ValueError("not an upload token")
+    return UPLOAD_DIR / f"{token}.json"
+
+
+def _keep(data: bytes) -> str:
+    UPLOAD_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _sweep()
+    token = secrets.token_urlsafe(32)
+    handle = os.open(_path(token), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(handle, "wb") as file:
+        file.write(data)
+    return token
+
+
+def _read(pending: dict) -> bytes | None:
+    """The bytes the user confirmed: the same file, unchanged (checked by its hash)."""
+    try:
+        data = _path(pending["token"]).read_bytes()
+    except (OSError, ValueError, KeyError):
+        return None
+    return data if hashlib.sha256(data).hexdigest() == pending.get("sha256") else None
+
+
+def _discard(request: HttpRequest) -> None:
+    pending = request.session.pop(SESSION_KEY, None)
+    if pending:
+        try:
+            _path(pending["token"]).unlink(missing_ok=True)
+        except (OSError, ValueError, KeyError):
+            pass
+
+
+def _sweep() -> None:
+    """Remove uploads left unconfirmed (a closed tab, an ended session)."""
+    limit = time.time() - KEEP_UPLOAD_SECONDS
+    for path in UPLOAD_DIR.glob("*.json"):
+        try:
+            if path.stat().st_mtime < limit:
+                path.unlink(missing_ok=True)
+        except OSError:
+            pass
