@@ -18,6 +18,7 @@ from tests.benchmarks.results import Figure, count
 from tests.benchmarks.webserver import (
     Approvals,
     approve,
+    cpu_seconds,
     free_port,
     sign_in,
     start_gunicorn,
@@ -78,20 +79,24 @@ def run(workdir) -> list[Figure]:
         ]
         for t in threads:
             t.start()
+        cpu_before = cpu_seconds(server)
         stop_at[0] = time.perf_counter() + SECONDS
         began = time.perf_counter()
         start.wait()
         for t in threads:
             t.join()
         took = time.perf_counter() - began
+        server_cpu = cpu_seconds(server) - cpu_before
         for c in clients:
             c.close()
     finally:
         stop_gunicorn(server)
-    return _figures(seen, took, names, counter_before)
+    return _figures(seen, took, server_cpu, names, counter_before)
 
 
-def _figures(seen: list[Approvals], took: float, names: list[str], counter_before: int):
+def _figures(
+    seen: list[Approvals], took: float, server_cpu: float, names: list[str], counter_before: int
+):
     from django.db import connection
 
     confirmed = [pk for s in seen for pk in s.confirmed]
@@ -111,10 +116,19 @@ def _figures(seen: list[Approvals], took: float, names: list[str], counter_befor
             "approvals over HTTP",
             size,
             f"{rate:,.0f} approvals/s",
-            f"p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms",
+            f"p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms; "
+            f"server CPU {server_cpu / max(len(latencies), 1) * 1000:.1f} ms/request",
             f">= {RATE_GOAL}/s on SQLite" if on_sqlite else "",
             rate >= RATE_GOAL if on_sqlite else None,
-            {"rate": rate, "confirmed": len(confirmed), "seconds": took, "p50": p50, "p99": p99},
+            {
+                "rate": rate,
+                "confirmed": len(confirmed),
+                "requests": len(latencies),
+                "seconds": took,
+                "p50": p50,
+                "p99": p99,
+                "server_cpu_seconds": server_cpu,
+            },
         ),
         Figure(
             "HTTP errors",

@@ -2,12 +2,14 @@
 
 Shared by the HTTP benchmark and the reliability test that kills gunicorn.
 An approval counts as confirmed only when the server answered it as done: 200
-and the `queue-changed` event the queue's counters listen for (the same 200
-without it is the "customer wrote again, are you sure?" card).
+and the `queue-changed` event the queue's counters listen for, in an htmx
+trigger header (the same 200 without it is the "customer wrote again, are you
+sure?" card).
 """
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import socket
@@ -70,6 +72,22 @@ def stop_gunicorn(proc: subprocess.Popen) -> None:
             proc.wait()
 
 
+def cpu_seconds(proc: subprocess.Popen) -> float:
+    """CPU time (user + system) used so far by gunicorn and its live workers, from /proc:
+    unlike wall time it does not grow when other work on the machine takes the CPU."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the process ended meanwhile
+        pid, ppid = int(stat.parent.name), int(fields[1])
+        if proc.pid in (pid, ppid):
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / tick
+
+
 def sign_in(base_url: str, username: str, password: str) -> httpx.Client:
     """A client signed in through the login form, as a browser would (CSRF included)."""
     client = httpx.Client(base_url=base_url, timeout=30)
@@ -84,6 +102,14 @@ def sign_in(base_url: str, username: str, password: str) -> httpx.Client:
     if answer.status_code != 302 or "sessionid" not in client.cookies:
         raise RuntimeError(f"{username} could not sign in (HTTP {answer.status_code})")
     return client
+
+
+def announces_change(answer: httpx.Response) -> bool:
+    """The queue's event in any of htmx's trigger headers (HX-Trigger, -After-Swap/-Settle)."""
+    return any(
+        name.lower().startswith("hx-trigger") and CHANGED_EVENT in value
+        for name, value in answer.headers.items()
+    )
 
 
 @dataclass
@@ -117,7 +143,7 @@ def approve(client: httpx.Client, pk: int, seen: Approvals) -> None:
             seen.unknown.append(pk)
         return
     seen.latencies.append(time.perf_counter() - start)
-    if answer.status_code == 200 and CHANGED_EVENT in answer.headers.get("HX-Trigger", ""):
+    if answer.status_code == 200 and announces_change(answer):
         seen.confirmed.append(pk)
         return
     seen.errors.append(f"HTTP {answer.status_code}")
