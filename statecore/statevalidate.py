@@ -18,6 +18,8 @@ INT64_MAX = 2**63 - 1
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _UNSTORABLE_ESCAPE = re.compile(r"\\u(?:0000|[dD][89abcdefABCDEF])")
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_BRACKETS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+_LONG_NUMBER = re.compile(r"\d{4301,}")  # Python reads at most 4,300 digits
 
 
 class StateFileError(ValueError):
@@ -63,8 +65,9 @@ def parse_state(data: bytes | str) -> dict:
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError as exc:
-            line = data[: exc.start].count(b"\n") + 1
-            raise StateFileError([(f"line {line}, byte {exc.start}", "not valid UTF-8")]) from None
+            before = data[: exc.start].decode("utf-8", errors="replace")
+            place = _place(before, len(before))
+            raise StateFileError([(place, "not valid UTF-8")]) from None
     else:
         text = data
     text = text.removeprefix("\ufeff")
@@ -73,11 +76,15 @@ def parse_state(data: bytes | str) -> dict:
     try:
         state = json.loads(text, object_pairs_hook=_pairs_hook, parse_constant=_Constant)
     except json.JSONDecodeError as exc:
-        raise StateFileError([(f"line {exc.lineno}, column {exc.colno}", exc.msg)]) from None
+        problem = exc.msg.removesuffix(" at")  # "Invalid control character at"
+        raise StateFileError([(f"line {exc.lineno}, column {exc.colno}", problem)]) from None
     except RecursionError:
-        raise StateFileError([("", f"nesting too deep (over {MAX_DEPTH} levels)")]) from None
-    except ValueError as exc:  # an integer of more digits than Python converts
-        raise StateFileError([("", f"a number too long to read ({exc})")]) from None
+        place = _place(text, _too_deep_at(text))
+        raise StateFileError([(place, f"nesting too deep (over {MAX_DEPTH} levels)")]) from None
+    except ValueError:  # an integer of more digits than Python converts
+        long_number = _LONG_NUMBER.search(text)
+        place = _place(text, long_number.start() if long_number else None)
+        raise StateFileError([(place, "a number with too many digits to read")]) from None
     errors: list[tuple[str, str]] = []
     # Only an escape can put a NUL or a lone surrogate in a string (raw control
     # characters are a syntax error), so the strings are searched only then.
@@ -85,6 +92,29 @@ def parse_state(data: bytes | str) -> dict:
     if errors:
         raise StateFileError(errors)
     return state
+
+
+def _place(text: str, index: int | None) -> str:
+    if index is None:
+        return ""
+    line = text.count("\n", 0, index) + 1
+    column = index - text.rfind("\n", 0, index)
+    return f"line {line}, column {column}"
+
+
+def _too_deep_at(text: str) -> int | None:
+    """Where the nesting first goes past MAX_DEPTH (the parser's RecursionError
+    does not say). Only run for a refused file."""
+    depth = 0
+    for token in _BRACKETS.finditer(text):
+        char = token.group()
+        if char in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                return token.start()
+        elif char in "]}":
+            depth -= 1
+    return None
 
 
 def find_duplicate_ids(state: dict) -> dict[str, list[str]]:
