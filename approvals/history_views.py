@@ -106,6 +106,6 @@ def _refused(request: HttpRequest, msg: Message, exc: MoveRefused) -> HttpRespon
 
 def _changed(request: HttpRequest, msg: Message, flash: str) -> HttpResponse:
     if request.htmx:
-        return trigger_client_event(_entry_response(request, msg), CHANGED)
+        return trigger_client_event(_entry_response(request, msg), CHANGED, after="settle")
     messages.success(request, flash)
     return redirect(next_url(request, default="approvals:history"))

@@ -25,7 +25,8 @@ from .access import REVIEW, actor, next_url, require_perm, signed_in, with_param
 from .forms import ApproveForm, BulkForm, EditForm, QueueFilterForm, RejectForm
 
 TEMPLATE = "approvals/queue.html"
-# The event the page's counters (and its poll) listen for after a change.
+# The event the page's counters (and its poll) listen for after a change: sent once the
+# card is swapped, so the poll that follows no longer counts it as shown.
 CHANGED = "queue-changed"
 
 
@@ -230,7 +231,7 @@ def bulk(request: HttpRequest) -> HttpResponse:
     result["missing"], result["total"] = len(ids) - len(found), len(ids)
     if request.htmx:
         response = render(request, f"{TEMPLATE}#bulk-result", {"result": result})
-        return trigger_client_event(response, CHANGED)
+        return trigger_client_event(response, CHANGED, after="settle")
     _bulk_messages(request, result, form.cleaned_data["action"])
     return redirect(next_url(request))
 
@@ -330,7 +331,7 @@ def _changed(request: HttpRequest, msg: Message, flash: str, *, done: bool = Tru
     """After a change: the card (htmx, plus the event the counters listen for), or
     post/redirect/get back to the queue, which then shows the reply with its Undo."""
     if request.htmx:
-        return trigger_client_event(_card_response(request, msg), CHANGED)
+        return trigger_client_event(_card_response(request, msg), CHANGED, after="settle")
     card_ = queue.build_cards([msg], now=clock.now(), with_newer=False)[0]
     messages.success(request, flash.format(name=_name(card_)))
     return redirect(with_param(next_url(request), "done", str(msg.pk) if done else None))

@@ -116,7 +116,7 @@ def test_retry_sends_a_failed_reply_again(rc):
     reply = failed_reply()
     response = rc.post(url("retry", reply), **HTMX)
     assert response.status_code == 200
-    assert response["HX-Trigger"] == '{"queue-changed": {}}'
+    assert response["HX-Trigger-After-Settle"] == '{"queue-changed": {}}'
     assert response.content.decode().strip().startswith(f'<article id="entry-{reply.pk}"')
     msg = fresh(reply)
     assert msg.status == Status.APPROVED and "error" not in msg.data

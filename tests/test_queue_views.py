@@ -338,7 +338,7 @@ def test_approve_swaps_the_card_and_tells_the_counters(rc):
     draft = make_reply(body="Fine as it is")
     response = rc.post(url("approve", draft), **HTMX)
     assert response.status_code == 200
-    assert response["HX-Trigger"] == '{"queue-changed": {}}'
+    assert response["HX-Trigger-After-Settle"] == '{"queue-changed": {}}'
     html = response.content.decode()
     assert html.strip().startswith(f'<article id="card-{draft.pk}"')
     assert "Approved" in html and ">Undo</button>" in html
@@ -544,7 +544,7 @@ def test_bulk_approve_skips_a_stale_draft_unless_confirmed(rc):
     ids = [m.pk for m in [*plain, stale]]
     response = rc.post(url("bulk"), {"ids": ids, "action": "approve"}, **HTMX)
     assert response.status_code == 200
-    assert response["HX-Trigger"] == '{"queue-changed": {}}'
+    assert response["HX-Trigger-After-Settle"] == '{"queue-changed": {}}'
     html = response.content.decode()
     assert "Approved 2 of 3 selected" in html and "customer wrote again" in html
     assert html.count('hx-swap-oob="true"') == 2  # the two cards, swapped in place

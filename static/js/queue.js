@@ -177,7 +177,14 @@
     var fragment = event.detail.fragment;
     if (!target.matches || !target.matches("[data-card]")) return;
     var replacement = fragment && fragment.querySelector && fragment.querySelector("[data-card]");
-    if (replacement || !target.querySelector("textarea, .reject-form input")) return;
+    if (replacement) return;
+    // Only a pending card is the poll's to remove: one this reviewer just decided stays
+    // (with its Undo), even if the poll's list of shown cards was taken a moment before.
+    if (!target.hasAttribute("data-pending")) {
+      event.detail.shouldSwap = false;
+      return;
+    }
+    if (!target.querySelector("textarea, .reject-form input")) return;
     event.detail.shouldSwap = false;
     markGone(target, fragment ? fragment.textContent.trim() : "");
   });
