@@ -84,7 +84,8 @@ def upload(request: HttpRequest) -> HttpResponse:
         "errors": errors,
         "waiting": request.session.get(SESSION_KEY),
     }
-    return render(request, TEMPLATE, context, status=400 if errors else 200)
+    refused = request.method == "POST" and bool(errors or form.errors)
+    return render(request, TEMPLATE, context, status=400 if refused else 200)
 
 
 @login_required

@@ -8,6 +8,8 @@ from datetime import timedelta
 import pytest
 from django.contrib.auth.models import Permission, User
 from django.contrib.messages import get_messages
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from statecore import clock, lifecycle, rootstate
@@ -119,6 +121,20 @@ def test_filters_by_status_kind_group_and_date(client, staff):
     week_ago = str(clock.now() - timedelta(days=7))
     recent = _ids(client.get(url, {"timestamp__gte": week_ago}))
     assert old.message_id not in recent and pending.message_id in recent
+
+
+def test_the_list_takes_the_same_queries_for_a_few_messages_and_a_full_page(client, staff):
+    make_reply()
+
+    def queries() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            assert client.get(reverse(CHANGELIST)).status_code == 200
+        return len(captured)
+
+    few = queries()
+    for _ in range(30):
+        make_reply(Status.FAILED)
+    assert queries() == few
 
 
 def test_a_non_staff_user_is_kept_out(client):

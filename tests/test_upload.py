@@ -11,7 +11,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
 
-from approvals import statefile_views
+from approvals import statefile_forms, statefile_views
 from statecore import statefile
 from statecore.models import AuditEvent, Status
 from tests.factories import make_reply
@@ -246,3 +246,11 @@ def test_every_post_needs_the_csrf_token(sample_state, smaller_file):
     assert _post_file(client, smaller_file).status_code == 403
     assert client.post(CANCEL).status_code == 403
     assert statefile.export_bytes() == sample_state
+
+
+def test_a_file_over_the_size_limit_is_refused(admin_client, sample_state, monkeypatch):
+    monkeypatch.setattr(statefile_forms, "MAX_UPLOAD_BYTES", 100)
+    response = _post_file(admin_client, sample_state)
+    assert response.status_code == 400
+    assert "the most accepted is 100." in response.content.decode()
+    assert statefile_views.SESSION_KEY not in admin_client.session
