@@ -84,8 +84,9 @@ def upload(request: HttpRequest) -> HttpResponse:
         "errors": errors,
         "waiting": request.session.get(SESSION_KEY),
     }
-    refused = request.method == "POST" and bool(errors or form.errors)
-    return render(request, TEMPLATE, context, status=400 if refused else 200)
+    # A refused file is a form to correct, answered 200 as Django answers a form
+    # with errors (a 4xx would also be logged by the browser as a failed load).
+    return render(request, TEMPLATE, context)
 
 
 @login_required
