@@ -21,6 +21,7 @@ from django.utils import timezone
 from . import clock, rootstate
 from .messagedata import dumps_compact, message_columns
 from .models import AuditEvent, Message, Status
+from .statevalidate import validate_message
 
 S = Status
 # (from, to) -> the action that names the move in the audit log.
@@ -117,6 +118,12 @@ def move(
         allowed_from = set(expected) if expected is not None else None
         if action is None or (allowed_from is not None and msg.status not in allowed_from):
             raise _refusal(msg, to_status)
+        # Rules of the move itself, whoever asks for it (a verb, move_message, admin):
+        if action == "undo":  # too late once the sender holds it
+            guard = NOT_CLAIMED if guard is None else guard & NOT_CLAIMED
+            guard_reason = guard_reason or "it has been claimed for sending"
+        elif action == "retry":  # a new send: the failed attempt's lease is over
+            release_lease = True
 
         now = clock.now()
         data = json.loads(msg.raw)
@@ -226,8 +233,6 @@ def undo(message_id: str, *, actor: str, source: str) -> Message:
         expected=[S.APPROVED, S.REJECTED],
         actor=actor,
         source=source,
-        guard=NOT_CLAIMED,
-        guard_reason="it has been claimed for sending",
     )
 
 
@@ -241,7 +246,6 @@ def retry(message_id: str, *, actor: str, source: str, note: str = "") -> Messag
         source=source,
         note=note,
         drop_keys=["error"],
-        release_lease=True,
     )
 
 
@@ -308,6 +312,11 @@ def add_message(message_data: dict, status: str, *, actor: str, source: str) -> 
         raise TypeError("message_data must be a dict")
     if not isinstance(message_data.get("id"), str) or not message_data["id"]:
         raise ValueError("message_data needs a string 'id'")
+    # What an import would refuse cannot come in this way either (a NUL that
+    # PostgreSQL cannot store, an id too long, a wrong type an export would carry).
+    problems = validate_message(message_data, status.value)
+    if problems:
+        raise ValueError("; ".join(f"{place}: {problem}" for place, problem in problems))
     if "timestamp" not in message_data:
         message_data["timestamp"] = clock.local_iso()
     data = json.loads(dumps_compact(message_data))  # refuse what JSON cannot hold, early

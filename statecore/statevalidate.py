@@ -399,7 +399,9 @@ class _Walker:
             if problem:
                 self.fail(path, problem)
         elif isinstance(value, float):
-            if not math.isfinite(value):
+            if math.isnan(value):  # only from Python: a file's NaN is a _Constant
+                self.fail(path, "NaN is not a JSON number")
+            elif math.isinf(value):
                 self.fail(path, "a number too large to store")
         elif isinstance(value, _Constant):
             self.fail(path, f"{value.text} is not a JSON number")
@@ -422,6 +424,13 @@ def _unstorable(text: str) -> str | None:
     if _SURROGATE.search(text):
         return "holds a lone surrogate (\\ud800-\\udfff), which is not valid Unicode"
     return None
+
+
+def validate_message(obj: object, status: str) -> list[tuple[str, str]]:
+    """Problems of one message object as it would be stored in the `status` list."""
+    errors: list[tuple[str, str]] = []
+    _Walker(errors, check_text=True).message("", obj, status)
+    return errors
 
 
 def validate_setting(key: str, value: object) -> list[tuple[str, str]]:
