@@ -17,6 +17,7 @@ register = template.Library()
 
 PREVIEW_CHARS = 400
 PREVIEW_LINES = 6
+JUST_NOW_SECONDS = 5
 
 
 @register.filter
@@ -30,7 +31,8 @@ def ago(moment: datetime | None) -> str:
     """3 s ago"""
     if not moment:
         return ""
-    return f"{_age((timezone.now() - moment).total_seconds())} ago"
+    seconds = (timezone.now() - moment).total_seconds()
+    return "just now" if seconds < JUST_NOW_SECONDS else f"{_age(seconds)} ago"
 
 
 @register.filter

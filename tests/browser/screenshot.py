@@ -45,16 +45,20 @@ def _configure(workdir: Path) -> None:
 
 
 def _moved_to_now(sample: dict) -> dict:
-    """The sample with every message time moved so its last message came a minute ago."""
+    """The sample with every message time moved so its last message came a minute ago
+    (a decision: a few minutes after its draft, never in the future)."""
     lists = sample["messages"]
     stamps = [m["timestamp"] for items in lists.values() for m in items if "timestamp" in m]
-    shift = datetime.now() - timedelta(minutes=1) - max(map(datetime.fromisoformat, stamps))
+    now = datetime.now()
+    shift = now - timedelta(minutes=1) - max(map(datetime.fromisoformat, stamps))
     for items in lists.values():
         for message in items:
-            for key in ("timestamp", "status_updated_at"):
-                if isinstance(message.get(key), str):
-                    moved = datetime.fromisoformat(message[key]) + shift
-                    message[key] = moved.isoformat()
+            if isinstance(message.get("timestamp"), str):
+                moved = datetime.fromisoformat(message["timestamp"]) + shift
+                message["timestamp"] = moved.isoformat()
+                if "status_updated_at" in message:
+                    decided = min(moved + timedelta(minutes=4), now - timedelta(seconds=30))
+                    message["status_updated_at"] = decided.isoformat()
     return sample
 
 
@@ -83,7 +87,7 @@ def _load_state(workdir: Path) -> None:
     )
     # One customer wrote again after their draft was made.
     drafts = list(Message.objects.pending().order_by("timestamp"))
-    draft = drafts[min(2, len(drafts) - 1)]
+    draft = drafts[min(1, len(drafts) - 1)]
     lifecycle.add_message(
         {
             "id": f"false_{draft.chat}@c.us_SCREENSHOT01",
