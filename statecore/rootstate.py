@@ -15,6 +15,7 @@ from django.db.models.functions import Coalesce
 from . import clock
 from .messagedata import dumps_compact
 from .models import AuditEvent, Source, StateRoot, Status
+from .statevalidate import validate_setting
 
 DEFAULT_API_ENDPOINT = "http://localhost:3000/api/whatsapp"
 DEFAULT_WATCHER_CONFIG = {
@@ -175,6 +176,13 @@ def touch() -> None:
     count_arrival("", touch_only=True)
 
 
+def _refuse_invalid(key: str, value: object) -> None:
+    """What an import would refuse is never stored: the export must stay importable."""
+    problems = validate_setting(key, value)
+    if problems:
+        raise ValueError("; ".join(f"{place}: {problem}" for place, problem in problems))
+
+
 def update_part(
     key: str, change, *, actor: str, source: str, action: str, note: str = ""
 ) -> object:
@@ -186,6 +194,8 @@ def update_part(
         root = StateRoot.objects.select_for_update().get(pk=1)
         before = part(root, key, None)
         after = change(json.loads(json.dumps(before)))
+        if after is not None:
+            _refuse_invalid(key, after)
         setattr(root, key, None if after is None else dumps_compact(after))
         root.last_updated = dumps_compact(clock.local_iso())
         root.save(update_fields=[key, "last_updated"])
@@ -206,6 +216,7 @@ def update_part(
 
 def update_extra(key: str, value: object, *, actor: str, source: str, action: str) -> None:
     """Set one top-level key kept in `extra` (legacy lists, unknown keys), audited."""
+    _refuse_invalid(key, value)
     with transaction.atomic():
         get_root()
         root = StateRoot.objects.select_for_update().get(pk=1)

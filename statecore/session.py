@@ -70,7 +70,15 @@ def check(session: dict, *, now: datetime | None = None) -> SessionReport:
     last = clock.parse_timestamp(session.get("last_validation"))
     minutes = interval_minutes(session)
     stale_at = last + timedelta(minutes=minutes) if last else None
-    if last is None:
+    if last is None and session.get("last_validation") is not None:
+        rules.append(
+            Rule(
+                "fresh validation",
+                False,
+                f"the last validation time {session['last_validation']!r} cannot be read",
+            )
+        )
+    elif last is None:
         rules.append(Rule("fresh validation", False, "the session was never validated"))
     elif stale_at <= now:
         rules.append(
