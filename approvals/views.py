@@ -78,19 +78,14 @@ def queue_poll(request: HttpRequest) -> HttpResponse:
     window = list(page.get_page(request.GET.get("page")).object_list)
     in_window = {m.pk for m in window}
 
-    gone_pks = [pk for pk in shown if pk not in in_window]
-    still = {m.pk: m for m in Message.objects.filter(pk__in=gone_pks)} if gone_pks else {}
+    # A shown card outside this page's window goes only if it is no longer pending (a
+    # pending one pushed to the next page by an undo stays until the page is reloaded).
+    outside = [pk for pk in shown if pk not in in_window]
+    rows = {m.pk: m for m in Message.objects.filter(pk__in=outside)} if outside else {}
     gone = [
-        {
-            "pk": pk,
-            "notice": queue.status_notice(
-                still[pk].status if pk in still else None,
-                still[pk].status_changed_by if pk in still else "",
-                still[pk].status_updated_at if pk in still else None,
-                now=now,
-            ),
-        }
-        for pk in gone_pks
+        {"pk": pk, "notice": _notice_of(rows.get(pk), now)}
+        for pk in outside
+        if pk not in rows or rows[pk].status != Status.PENDING_APPROVAL
     ]
     newer = queue.newer_messages(window)
     stale_updates = [
@@ -320,10 +315,15 @@ def _refused(request: HttpRequest, msg: Message, exc: MoveRefused) -> HttpRespon
     return _card_response(request, msg, mode="notice", notice=notice, status=409)
 
 
+def _notice_of(msg: Message | None, now) -> str:
+    if msg is None:
+        return queue.status_notice(None, "", None, now=now)
+    return queue.status_notice(msg.status, msg.status_changed_by, msg.status_updated_at, now=now)
+
+
 def _gone(request: HttpRequest, msg: Message) -> HttpResponse:
-    notice = queue.status_notice(
-        msg.status, msg.status_changed_by, msg.status_updated_at, now=clock.now()
-    )
+    """The card was decided before this reviewer opened its editor: say by whom."""
+    notice = _notice_of(msg, clock.now())
     return _card_response(request, msg, mode="notice", notice=notice, status=409)
 
 

@@ -359,6 +359,35 @@ def test_approve_without_javascript_redirects_to_the_queue_with_an_undo(rc):
     assert f'action="/queue/{draft.pk}/undo/"' in page
 
 
+def test_every_action_works_without_javascript(rc):
+    edited, rejected = make_reply(body="Old"), make_reply()
+    # Edit: the page with the card's text box, then post/redirect/get.
+    page = rc.get(url("edit", edited), {"next": "/queue/"}).content.decode()
+    assert "<html" in page and "Save and approve" in page and "Old</textarea>" in page
+    response = rc.post(url("edit", edited), {"text": "New", "next": "/queue/"})
+    assert response["Location"] == f"/queue/?done={edited.pk}"
+    assert fresh(edited).body == "New"
+    # Reject: the page asking for a reason, then post/redirect/get.
+    assert 'name="reason"' in rc.get(url("reject", rejected)).content.decode()
+    response = rc.post(url("reject", rejected), {"reason": "No", "next": "/queue/"})
+    assert response["Location"] == f"/queue/?done={rejected.pk}"
+    # Undo from the queue's "just handled" strip.
+    page = rc.get(response["Location"]).content.decode()
+    assert "Rejected the reply to" in page and f'action="/queue/{rejected.pk}/undo/"' in page
+    response = rc.post(url("undo", rejected), {"next": "/queue/"})
+    assert response["Location"] == "/queue/"
+    assert fresh(rejected).status == Status.PENDING_APPROVAL
+    assert "is back in the queue" in rc.get("/queue/").content.decode()
+
+
+def test_the_nav_offers_admin_to_staff_only(db):
+    staff, plain = Client(), Client()
+    staff.force_login(make_user("boss", reviewer=True, staff=True))
+    plain.force_login(make_user("dana", reviewer=True))
+    assert 'href="/admin/">Admin</a>' in staff.get("/queue/").content.decode()
+    assert 'href="/admin/">Admin</a>' not in plain.get("/queue/").content.decode()
+
+
 def test_a_foreign_next_is_not_followed(rc):
     draft = make_reply()
     response = rc.post(url("approve", draft), {"next": "https://evil.example/"})
@@ -614,6 +643,22 @@ def test_poll_removes_handled_cards_adds_new_ones_and_marks_stale(rc):
     again = rc.get(url("queue-poll"), {"shown": [f"{kept.pk}-{newest}", f"{arrived.pk}-0"]}, **HTMX)
     assert f"card-{kept.pk}" not in again.content.decode()
     assert f"stale-{kept.pk}" not in again.content.decode()
+
+
+def test_poll_leaves_a_pending_card_that_moved_to_another_page(rc):
+    drafts = [make_reply(timestamp=ago(minutes=60 - i)) for i in range(51)]
+    html = rc.get(url("queue-poll"), {"page": "2", "shown": [f"{drafts[0].pk}-0"]}, **HTMX)
+    text = html.content.decode()
+    assert f'id="card-{drafts[0].pk}"' not in text  # still pending: not removed
+    assert f'<article id="card-{drafts[50].pk}"' in text  # page 2's card comes in
+
+
+def test_poll_says_when_a_shown_card_was_deleted(rc):
+    draft = make_reply()
+    pk = draft.pk
+    Message.objects.filter(pk=pk).delete()
+    text = rc.get(url("queue-poll"), {"shown": [f"{pk}-0"]}, **HTMX).content.decode()
+    assert f'<div id="card-{pk}" hx-swap-oob="delete"><span>This reply no longer exists.' in text
 
 
 # --- Query counts -----------------------------------------------------------------------
