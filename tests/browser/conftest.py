@@ -3,8 +3,9 @@
 Fixtures for every browser test (mark the test `@pytest.mark.browser`):
 - `live_url`: the live server's base URL ("http://localhost:PORT"), database shared (transactional).
 - `browser`: one Chromium for the whole run.
-- `new_page(username=None, *, reviewer=True, staff=False)`: a page in a fresh browser context
-  (own cookies), signed in as a new user when `username` is given; call it twice for two people.
+- `new_page(username=None, *, reviewer=True, staff=False, javascript=True)`: a page in a fresh
+  browser context (own cookies), signed in as a new user (password `tests.users.PASSWORD`) when
+  `username` is given; call it twice for two people; `javascript=False` for the plain-form path.
 - `page`: a page signed in as "dana", a member of Reviewers.
 - `dialogs`: every JavaScript dialog any of those pages opened (dismissed at once).
 - `page_errors`: uncaught script errors and console errors (CSP violations included).
@@ -76,9 +77,15 @@ def new_page(
     contexts = []
 
     def open_page(
-        username: str | None = None, *, reviewer: bool = True, staff: bool = False
+        username: str | None = None,
+        *,
+        reviewer: bool = True,
+        staff: bool = False,
+        javascript: bool = True,
     ) -> Page:
-        context = browser.new_context(viewport=VIEWPORT, locale="en-GB")
+        context = browser.new_context(
+            viewport=VIEWPORT, locale="en-GB", java_script_enabled=javascript
+        )
         context.set_default_timeout(TIMEOUT_MS)
         contexts.append(context)
         page = context.new_page()

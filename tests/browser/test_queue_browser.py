@@ -266,3 +266,24 @@ def test_text_from_strangers_stays_text(new_page, live_url, dialogs, page_errors
     expect(button(page, draft, "Approve")).to_be_visible()
     check()
     assert not [error for error in page_errors if "pwned" in error]
+
+
+def test_without_javascript_every_action_is_a_plain_form(new_page):
+    approved, edited, rejected = make_reply(), make_reply(body="Old"), make_reply()
+    page = new_page("dana", javascript=False)
+    button(page, approved, "Approve").click()
+    expect(page.get_by_role("status").first).to_contain_text("Approved the reply to")
+    expect(page).to_have_url(re.compile(rf"/queue/\?done={approved.pk}$"))
+    button(page, approved, "Undo").click()
+    expect(page.get_by_role("status").first).to_contain_text("is back in the queue")
+    assert status_of(approved) == Status.PENDING_APPROVAL
+    button(page, edited, "Edit").click()
+    card(page, edited).get_by_role("textbox").fill("New text")
+    card(page, edited).get_by_role("button", name="Save and approve").click()
+    expect(page.get_by_role("status").first).to_contain_text("Approved your edited reply")
+    button(page, rejected, "Reject").click()
+    card(page, rejected).get_by_label("Reason").fill("Not needed")
+    button(page, rejected, "Reject").click()
+    expect(page.get_by_role("status").first).to_contain_text("Rejected the reply to")
+    assert Message.objects.get(pk=edited.pk).body == "New text"
+    assert status_of(rejected) == Status.REJECTED
