@@ -132,7 +132,7 @@ class StateManager:
 
     # --- configuration -----------------------------------------------------------
     def get_config(self, key: str, default=None):
-        return self.get_full_state().get(key, default)
+        return statefile.export_value(key, default)
 
     def set_config(self, key: str, value) -> None:
         self.update_config({key: value})

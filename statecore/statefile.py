@@ -34,6 +34,7 @@ __all__ = [
     "export_bytes",
     "export_state",
     "export_text",
+    "export_value",
     "import_bytes",
     "import_state",
     "parse_state",
@@ -209,11 +210,31 @@ def _root_fields(state: dict) -> dict:
 def export_state_dict() -> dict:
     """The whole state as the canonical file holds it, keys in their order."""
     root = rootstate.get_root()
-    lists = _lists_in_order(root)
     key_order = json.loads(root.key_order)
-    extra = json.loads(root.extra)
-    has_messages = any(lists.values())
+    parts = _root_parts(root)
+    lists = _lists_in_order(root)
+    if "messages" in key_order or any(lists.values()):
+        parts["messages"] = lists
     log = [json.loads(raw) for raw in LogEntry.objects.order_by("pk").values_list("raw", flat=True)]
+    if "message_log" in key_order or log:
+        parts["message_log"] = log
+    order = key_order + [
+        key for key in rootstate.TOP_LEVEL_ORDER if key in parts and key not in key_order
+    ]
+    order += [key for key in parts if key not in order]
+    return {key: parts[key] for key in order if key in parts}
+
+
+def export_value(key: str, default: object = None) -> object:
+    """One top-level key as the export writes it. Reads the messages only when
+    asked for them: scripts read a setting on every poll."""
+    if key in ("messages", "message_log"):
+        return export_state_dict().get(key, default)
+    return _root_parts(rootstate.get_root()).get(key, default)
+
+
+def _root_parts(root: StateRoot) -> dict:
+    """Every top-level key but `messages` and `message_log`, as exported."""
     parts = {
         key: rootstate.part(root, key)
         for key in rootstate.COLUMN_KEYS
@@ -227,16 +248,8 @@ def export_state_dict() -> dict:
         meta = dict(meta) if isinstance(meta, dict) else {}
         meta["last_updated"] = json.loads(root.last_updated)
         parts["metadata"] = meta
-    if "messages" in key_order or has_messages:
-        parts["messages"] = lists
-    if "message_log" in key_order or log:
-        parts["message_log"] = log
-    parts.update(extra)
-    order = key_order + [
-        key for key in rootstate.TOP_LEVEL_ORDER if key in parts and key not in key_order
-    ]
-    order += [key for key in parts if key not in order]
-    return {key: parts[key] for key in order if key in parts}
+    parts.update(json.loads(root.extra))
+    return parts
 
 
 def _lists_in_order(root: StateRoot) -> dict[str, list]:
