@@ -238,7 +238,7 @@ def test_without_javascript_the_page_asks_the_gateway_on_request(page_setup, rev
 def test_the_sender_heartbeat_and_recent_events_are_shown(page_setup, reviewer, settings):
     settings.APPROVAL_GRACE_SECONDS = 0
     make_reply(Status.APPROVED)
-    Sender(GatewayClient(page_setup.url, send_timeout=2)).run_once()
+    Sender(GatewayClient(page_setup.url, send_timeout=15)).run_once()
     session_events.apply_event({"event": "change_state", "state": "CONNECTED"})
 
     page = text_of(signed_in(reviewer).get(URL))
