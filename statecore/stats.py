@@ -22,9 +22,9 @@ from . import clock, rootstate, session
 from .models import AuditEvent, Heartbeat, Message, Status
 
 WINDOW = timedelta(days=7)
-# The percentiles are taken over at most this many of the most recent waits in
-# the window: one bounded query, whatever the volume. At the volumes we expect
-# (hundreds of replies a day) that is every wait of the week.
+# The percentiles are taken over at most this many of the most recent decisions
+# (or sends) in the window: one bounded query, whatever the volume. At the
+# volumes we expect (hundreds of replies a day) that is every one of the week.
 MAX_WAITS = 5000
 SENDER_HEARTBEAT = "sender"
 # Decisions by the automation (human_in_the_loop off) are not waits for a person.
@@ -126,22 +126,33 @@ def approval_rate(counts: dict[str, int]) -> Rate:
 
 
 def _bounded(rows) -> tuple[list[timedelta], bool]:
+    """The waits of the MAX_WAITS most recent rows (end, start); a row without a
+    start (its draft or approval is not stored) is not measured."""
     pairs = list(rows[: MAX_WAITS + 1])
     capped = len(pairs) > MAX_WAITS
     # A clock that went backwards (a script's timestamp in the future) is no wait.
-    return [max(end - start, timedelta(0)) for end, start in pairs[:MAX_WAITS]], capped
+    return [
+        max(end - start, timedelta(0)) for end, start in pairs[:MAX_WAITS] if start is not None
+    ], capped
+
+
+def _events(*actions: str):
+    """Audit events of these actions. `action` is compared through an expression
+    on purpose: without statistics (no ANALYZE) SQLite would pick the index on
+    `action` and read and sort every such event of the week; this way it walks
+    `created_at` back from now and stops after MAX_WAITS, and the subqueries use
+    the index on `message_id`."""
+    return AuditEvent.objects.annotate(act=Lower("action")).filter(act__in=actions)
 
 
 def decision_waits(now: datetime) -> Waits:
     """From the draft's timestamp to each approve/reject by a person in the window."""
     drafted = Message.objects.filter(message_id=OuterRef("message_id")).values("timestamp")[:1]
     rows = (
-        AuditEvent.objects.filter(
-            action__in=["approve", "reject"], created_at__gte=now - WINDOW, created_at__lte=now
-        )
+        _events("approve", "reject")
+        .filter(created_at__gte=now - WINDOW, created_at__lte=now)
         .exclude(actor=AUTOMATIC_ACTOR)
         .annotate(drafted_at=Subquery(drafted))
-        .filter(drafted_at__isnull=False)
         .order_by("-created_at", "-pk")
         .values_list("created_at", "drafted_at")
     )
@@ -151,23 +162,16 @@ def decision_waits(now: datetime) -> Waits:
 
 def send_waits(now: datetime) -> Waits:
     """From the latest approval to each send (mark_sent) in the window."""
-    # `action` is compared through an expression: without statistics (no ANALYZE)
-    # SQLite would pick the index on `action` and walk every approval for every
-    # send, instead of the index on `message_id` (seconds at 10,000 messages).
     approved = (
-        AuditEvent.objects.annotate(act=Lower("action"))
-        .filter(
-            message_id=OuterRef("message_id"), act="approve", created_at__lte=OuterRef("created_at")
-        )
+        _events("approve")
+        .filter(message_id=OuterRef("message_id"), created_at__lte=OuterRef("created_at"))
         .order_by("-created_at", "-pk")
         .values("created_at")[:1]
     )
     rows = (
-        AuditEvent.objects.filter(
-            action="mark_sent", created_at__gte=now - WINDOW, created_at__lte=now
-        )
+        _events("mark_sent")
+        .filter(created_at__gte=now - WINDOW, created_at__lte=now)
         .annotate(approved_at=Subquery(approved))
-        .filter(approved_at__isnull=False)
         .order_by("-created_at", "-pk")
         .values_list("created_at", "approved_at")
     )
