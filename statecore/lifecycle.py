@@ -326,12 +326,15 @@ def add_message(message_data: dict, status: str, *, actor: str, source: str) -> 
             msg = Message.objects.create(position=time.time_ns(), **message_columns(data, status))
             rootstate.count_arrival(status)
             _audit(msg.message_id, "add", "", status, actor, source, "", {}, now)
+            # In the same transaction: no reviewer ever sees it pending.
+            if status == S.PENDING_APPROVAL and not rootstate.human_in_the_loop():
+                msg = approve(
+                    msg.message_id, actor="auto", source=source, note="human_in_the_loop is off"
+                )
     except IntegrityError:
         if Message.objects.filter(message_id=data["id"]).exists():
             raise ValueError(f"{data['id']}: a message with this id is already stored") from None
         raise
-    if status == S.PENDING_APPROVAL and not rootstate.human_in_the_loop():
-        msg = approve(msg.message_id, actor="auto", source=source, note="human_in_the_loop is off")
     return msg
 
 

@@ -377,6 +377,22 @@ def test_with_human_in_the_loop_off_a_draft_is_approved_at_once_by_auto(db):
     assert rootstate.statistics()["total_approved"] == 1
 
 
+def test_with_human_in_the_loop_off_a_draft_is_never_stored_pending(db, monkeypatch):
+    # The add and the automatic approval are one transaction: if the approval
+    # fails, nothing was added (no reviewer ever saw it pending).
+    statefile.import_bytes(b'{"human_in_the_loop": false}', actor="t", source=Source.COMMAND)
+    exported = statefile.export_bytes()
+
+    def failing_approve(*args, **kwargs):
+        raise MoveRefused("r1", actual=S.REJECTED, wanted=S.APPROVED, last_actor="dana")
+
+    monkeypatch.setattr(lifecycle, "approve", failing_approve)
+    with pytest.raises(MoveRefused):
+        lifecycle.add_message({"id": "r1"}, S.PENDING_APPROVAL, actor="a", source=Source.API)
+    assert statefile.export_bytes() == exported
+    assert not Message.objects.exists()
+
+
 def test_with_human_in_the_loop_off_incoming_messages_stay_incoming(db):
     statefile.import_bytes(b'{"human_in_the_loop": false}', actor="t", source=Source.COMMAND)
     msg = lifecycle.add_message({"id": "i1"}, S.INCOMING, actor="watcher", source=Source.API)

@@ -14,7 +14,7 @@ import pytest
 from django.db import connection
 
 from statecore import clock, statefile
-from statecore.models import AuditEvent, Message, Source, Status
+from statecore.models import AuditEvent, Message, Source, StateRoot, Status
 from statecore.state_manager import MessageStatus, StateManager
 
 REPO = Path(__file__).resolve().parent.parent
@@ -404,11 +404,7 @@ def _database_url() -> str:
     return f"postgres://{db['USER'] or 'postgres'}@{host}:{port}/{db['NAME']}"
 
 
-@pytest.mark.django_db(transaction=True)
-def test_four_processes_adding_500_messages_each_store_exactly_2000(tmp_path):
-    statefile.import_bytes((DATA / "quirks.json").read_bytes(), actor="t", source="command")
-    total_before = StateManager().get_statistics()["total_incoming"]
-    messages_before = Message.objects.count()
+def _run_scripts(tmp_path: Path, processes: int, each: int) -> None:
     script = tmp_path / "whatsapp_watcher.py"
     script.write_text(SCRIPT)
     env = {
@@ -419,19 +415,27 @@ def test_four_processes_adding_500_messages_each_store_exactly_2000(tmp_path):
     }
     children = [
         subprocess.Popen(
-            [sys.executable, str(script), f"w{n}", "500"],
+            [sys.executable, str(script), f"w{n}", str(each)],
             cwd=tmp_path,
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
-        for n in range(4)
+        for n in range(processes)
     ]
     results = [child.communicate(timeout=300) for child in children]
     for child, (out, err) in zip(children, results, strict=True):
         assert child.returncode == 0, err
         assert out.strip().endswith("done")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_four_processes_adding_500_messages_each_store_exactly_2000(tmp_path):
+    statefile.import_bytes((DATA / "quirks.json").read_bytes(), actor="t", source="command")
+    total_before = StateManager().get_statistics()["total_incoming"]
+    messages_before = Message.objects.count()
+    _run_scripts(tmp_path, processes=4, each=500)
     assert Message.objects.count() == messages_before + 2000
     assert Message.objects.filter(message_id__regex=r"^w[0-3]-\d+$").count() == 2000
     assert StateManager().get_statistics()["total_incoming"] == total_before + 2000
@@ -441,3 +445,12 @@ def test_four_processes_adding_500_messages_each_store_exactly_2000(tmp_path):
     # The export holds every one of them, in a file an import accepts.
     state = statefile.parse_state(statefile.export_bytes())
     assert len(state["messages"]["incoming"]) == 8 + 2000
+
+
+@pytest.mark.django_db(transaction=True)
+def test_processes_starting_on_an_empty_database_share_one_state(tmp_path):
+    # None has a state row yet: each may try to create it; one does, all count.
+    _run_scripts(tmp_path, processes=3, each=40)
+    assert StateRoot.objects.count() == 1
+    assert Message.objects.count() == 120
+    assert StateManager().get_statistics()["total_incoming"] == 120
