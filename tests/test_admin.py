@@ -13,7 +13,16 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from statecore import clock, lifecycle, rootstate
-from statecore.models import AuditEvent, Heartbeat, Incident, LogEntry, Message, Source, Status
+from statecore.models import (
+    AuditEvent,
+    GatewayEvent,
+    Heartbeat,
+    Incident,
+    LogEntry,
+    Message,
+    Source,
+    Status,
+)
 from tests.factories import make_incoming, make_reply
 
 pytestmark = pytest.mark.django_db
@@ -215,6 +224,32 @@ def test_confirmed_sent_moves_a_failed_reply_to_sent(client, staff):
     assert AuditEvent.objects.get(message_id=failed.message_id, action="confirm_sent").source == (
         "admin"
     )
+
+
+@pytest.mark.parametrize(
+    ("action", "status", "verb"),
+    [
+        ("approve", Status.PENDING_APPROVAL, lambda mid, **who: lifecycle.approve(mid, **who)),
+        ("reject", Status.PENDING_APPROVAL, lambda mid, **who: lifecycle.reject(mid, **who)),
+        ("retry_failed", Status.FAILED, lambda mid, **who: lifecycle.retry(mid, **who)),
+        ("confirm_sent", Status.FAILED, lambda mid, **who: lifecycle.confirm_sent(mid, **who)),
+        ("mark_failed", Status.APPROVED, lambda mid, **who: lifecycle.mark_failed(mid, "x", **who)),
+    ],
+)
+def test_each_action_writes_the_audit_row_the_python_api_writes_but_for_source(
+    client, staff, action, status, verb
+):
+    by_admin = make_reply(status)
+    by_api = make_reply(status)
+    _act(client, action, by_admin)
+    verb(by_api.message_id, actor="fixer", source=Source.API)
+
+    def row(msg):
+        event = AuditEvent.objects.filter(message_id=msg.message_id).latest("pk")
+        return (event.action, event.from_status, event.to_status, event.actor, sorted(event.detail))
+
+    assert row(by_admin) == row(by_api)
+    assert AuditEvent.objects.filter(message_id=by_admin.message_id).latest("pk").source == "admin"
 
 
 def test_an_action_needs_its_permission(client):
@@ -547,7 +582,7 @@ def test_a_message_and_its_audit_events_link_to_each_other(client, superuser):
 
 @pytest.mark.parametrize(
     "model",
-    [LogEntry, Heartbeat, Incident],
+    [LogEntry, GatewayEvent, Heartbeat, Incident],
 )
 def test_records_are_read_only(client, superuser, model):
     name = model._meta.model_name
