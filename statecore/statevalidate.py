@@ -17,6 +17,9 @@ MAX_ERRORS_SHOWN = 20
 INT64_MAX = 2**63 - 1
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _UNSTORABLE_ESCAPE = re.compile(r"\\u(?:0000|[dD][89abcdefABCDEF])")
+_UNSTORABLE_ESCAPE_BYTES = re.compile(rb"\\u(?:0000|[dD][89abcdefABCDEF])")
+# A well-formed 4-byte UTF-8 sequence: one character beyond U+FFFF.
+_ASTRAL_UTF8 = re.compile(rb"[\xf0-\xf4][\x80-\xbf]{3}")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _BRACKETS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
 _LONG_NUMBER = re.compile(r"\d{4301,}")  # Python reads at most 4,300 digits
@@ -61,6 +64,37 @@ def _pairs_hook(pairs: list[tuple[str, object]]) -> dict:
 
 def parse_state(data: bytes | str) -> dict:
     """The state in `data`, or StateFileError naming every fault's place."""
+    if isinstance(data, bytes) and _ASTRAL_UTF8.search(data):
+        # One character beyond U+FFFF (an emoji) makes Python hold the whole
+        # decoded text at 4 bytes per character, 4x the file before parsing.
+        # Written as the JSON escape pair it stands for, the text stays at 1-2
+        # bytes per character and parses to the very same strings.
+        pairs = _EscapePairs()
+        try:
+            return _parse_text(
+                _ASTRAL_UTF8.sub(lambda m: pairs[m[0]], data).decode("utf-8"),
+                check_text=_UNSTORABLE_ESCAPE_BYTES.search(data) is not None,
+            )
+        except (StateFileError, UnicodeDecodeError):
+            pass  # refused: read again as it is, so that each place is named exactly
+    return _parse_bytes(data)
+
+
+class _EscapePairs(dict):
+    """A 4-byte UTF-8 sequence -> its JSON escape pair (as is when not UTF-8)."""
+
+    def __missing__(self, sequence: bytes) -> bytes:
+        try:
+            code = ord(sequence.decode("utf-8")) - 0x10000
+        except UnicodeDecodeError:
+            escaped = sequence
+        else:
+            escaped = b"\\u%04x\\u%04x" % (0xD800 + (code >> 10), 0xDC00 + (code & 0x3FF))
+        self[sequence] = escaped
+        return escaped
+
+
+def _parse_bytes(data: bytes | str) -> dict:
     if isinstance(data, bytes):
         try:
             text = data.decode("utf-8")
@@ -70,6 +104,10 @@ def parse_state(data: bytes | str) -> dict:
             raise StateFileError([(place, "not valid UTF-8")]) from None
     else:
         text = data
+    return _parse_text(text)
+
+
+def _parse_text(text: str, check_text: bool | None = None) -> dict:
     text = text.removeprefix("\ufeff")
     if not text.strip():
         raise StateFileError([("", "the file is empty: expected a JSON object")])
@@ -88,7 +126,9 @@ def parse_state(data: bytes | str) -> dict:
     errors: list[tuple[str, str]] = []
     # Only an escape can put a NUL or a lone surrogate in a string (raw control
     # characters are a syntax error), so the strings are searched only then.
-    _Walker(errors, check_text=_UNSTORABLE_ESCAPE.search(text) is not None).state(state)
+    if check_text is None:
+        check_text = _UNSTORABLE_ESCAPE.search(text) is not None
+    _Walker(errors, check_text=check_text).state(state)
     if errors:
         raise StateFileError(errors)
     return state
