@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import tempfile
 import time
 from collections.abc import Callable
@@ -279,6 +280,8 @@ def write_atomically(path: Path | str, data: bytes) -> Path:
     path = Path(path)
     handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        # mkstemp's 0600 would become the file's mode: keep the one it had.
+        os.fchmod(handle, _mode_of(path))
         with os.fdopen(handle, "wb") as tmp:
             tmp.write(data)
             tmp.flush()
@@ -296,6 +299,22 @@ def write_atomically(path: Path | str, data: bytes) -> Path:
     finally:
         os.close(dir_fd)
     return path
+
+
+def _mode_of(path: Path) -> int:
+    """The permissions of the file being replaced, or those open() gives a new
+    one (0666 less the umask, read from /proc: os.umask would race threads)."""
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        pass
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o644
 
 
 def export_state(path: Path | str) -> Path:

@@ -5,7 +5,9 @@ and the canonical form of any other valid file; and what changes in between
 from __future__ import annotations
 
 import json
+import os
 import re
+import stat
 from datetime import datetime
 from pathlib import Path
 
@@ -520,3 +522,22 @@ def test_a_counter_at_the_64_bit_limit_stays_there(db):
     total_sent = exported()["statistics"]["total_sent"]
     assert total_sent == 2**63 - 1 and type(total_sent) is int
     assert Message.objects.get(message_id="reply_in_epoch_int").status == Status.SENT
+
+
+def test_export_keeps_the_permissions_of_the_file_it_replaces(db, tmp_path):
+    # The scripts may read the file as another user: the temporary file's 0600
+    # must not become the state file's mode.
+    target = tmp_path / "whatsapp_state.json"
+    target.write_bytes(b"old")
+    target.chmod(0o640)
+    statefile.export_state(target)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o640
+    fresh = tmp_path / "new.json"
+    statefile.export_state(fresh)
+    assert stat.S_IMODE(fresh.stat().st_mode) == 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
