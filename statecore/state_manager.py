@@ -10,6 +10,7 @@ transaction), and nothing is ever cut to 100 entries.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from enum import Enum
@@ -29,7 +30,7 @@ def _ensure_django() -> None:
 
 _ensure_django()
 
-from django.db import transaction  # noqa: E402
+from django.db import close_old_connections, connection, transaction  # noqa: E402
 
 from . import lifecycle, rootstate, session, statefile  # noqa: E402
 from .messagedata import dumps_compact  # noqa: E402
@@ -168,6 +169,25 @@ class StateManager:
 
     def backup_state(self) -> str:
         return str(statefile.backup_state())
+
+
+def _healthy_connection(method):
+    """Before each call, drop a database connection that failed or grew old, as
+    Django does between requests: a script runs for days, and without this one
+    lost connection (a database restart) would fail every later call."""
+
+    @functools.wraps(method)
+    def call(*args, **kwargs):
+        if not connection.in_atomic_block:  # never under a caller's transaction
+            close_old_connections()
+        return method(*args, **kwargs)
+
+    return call
+
+
+for _name, _method in list(vars(StateManager).items()):
+    if not _name.startswith("_") and callable(_method) and not isinstance(_method, staticmethod):
+        setattr(StateManager, _name, _healthy_connection(_method))
 
 
 __all__ = ["MessageStatus", "StateManager"]

@@ -8,10 +8,12 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
+import psycopg
 import pytest
-from django.db import connection
+from django.db import DatabaseError, connection
 
 from statecore import clock, statefile
 from statecore.models import AuditEvent, Message, Source, StateRoot, Status
@@ -454,3 +456,32 @@ def test_processes_starting_on_an_empty_database_share_one_state(tmp_path):
     assert StateRoot.objects.count() == 1
     assert Message.objects.count() == 120
     assert StateManager().get_statistics()["total_incoming"] == 120
+
+
+@pytest.mark.django_db(transaction=True)
+def test_each_call_replaces_a_connection_that_grew_old_or_failed():
+    # A watcher runs for days, outside any request: nothing else closes its
+    # connection when it outlives CONN_MAX_AGE or the database restarts.
+    manager = StateManager(actor="watcher")
+    manager.add_message({"id": "a"}, MessageStatus.INCOMING)
+    old = connection.connection
+    connection.close_at = time.monotonic() - 1  # past CONN_MAX_AGE
+    assert manager.get_statistics()["total_incoming"] == 1
+    assert connection.connection is not old
+    if connection.vendor == "postgresql":
+        # The server ends the session, as a restart does; the connection is a
+        # persistent one. The call that meets it fails, the next reconnects.
+        connection.close_at = None
+        pid = connection.connection.info.backend_pid
+        with psycopg.connect(
+            dbname=connection.settings_dict["NAME"],
+            host=connection.settings_dict["HOST"] or "127.0.0.1",
+            user=connection.settings_dict["USER"] or "postgres",
+            autocommit=True,
+        ) as other:
+            other.execute("SELECT pg_terminate_backend(%s)", [pid])
+        with pytest.raises(DatabaseError):
+            manager.get_statistics()
+        assert manager.get_statistics()["total_incoming"] == 1
+    manager.add_message({"id": "b"}, MessageStatus.INCOMING)
+    assert [m["id"] for m in manager.get_messages(MessageStatus.INCOMING)] == ["a", "b"]
