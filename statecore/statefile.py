@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from django.db import transaction
+from django.db import connection, transaction
 
 from . import bulkload, clock, rootstate
 from .messagedata import dumps_compact
@@ -209,7 +209,21 @@ def _root_fields(state: dict) -> dict:
 
 
 def export_state_dict() -> dict:
-    """The whole state as the canonical file holds it, keys in their order."""
+    """The whole state as the canonical file holds it, keys in their order.
+
+    One snapshot: the counters, the lists and the log are read in one
+    transaction (REPEATABLE READ on PostgreSQL; on SQLite the transaction holds
+    the write lock), so a move meanwhile is wholly in the export or wholly not."""
+    if connection.in_atomic_block:  # the caller's transaction is the snapshot
+        return _export_state_dict()
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        return _export_state_dict()
+
+
+def _export_state_dict() -> dict:
     root = rootstate.get_root()
     key_order = json.loads(root.key_order)
     parts = _root_parts(root)

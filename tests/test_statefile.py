@@ -8,6 +8,8 @@ import json
 import os
 import re
 import stat
+import threading
+import time
 from datetime import datetime
 from pathlib import Path
 
@@ -541,3 +543,42 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_export_is_one_snapshot_even_while_messages_move(monkeypatch):
+    # The export reads the counters, then the messages: a move in between must
+    # not show a reply in `approved` that total_approved does not count yet.
+    import_file(b'{"messages": {"pending_approval": [{"id": "r1"}]}}')
+    read_lists = statefile._lists_in_order
+    mover_started = threading.Event()
+    outcome: dict = {}
+
+    def paused(root):
+        mover_started.wait(timeout=10)
+        time.sleep(0.5)  # the move runs now, or waits for the export to finish
+        return read_lists(root)
+
+    def mover():
+        try:
+            mover_started.set()
+            lifecycle.approve("r1", **WHO)
+        finally:
+            connection.close()
+
+    def exporter():
+        try:
+            outcome["state"] = json.loads(statefile.export_bytes())
+        finally:
+            connection.close()
+
+    monkeypatch.setattr(statefile, "_lists_in_order", paused)
+    threads = [threading.Thread(target=exporter), threading.Thread(target=mover)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    state = outcome["state"]
+    approved = len(state["messages"].get("approved", []))
+    assert state.get("statistics", {}).get("total_approved", 0) == approved
+    assert Message.objects.get(message_id="r1").status == Status.APPROVED
