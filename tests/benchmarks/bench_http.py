@@ -58,7 +58,7 @@ def _records(names: list[str]) -> dict:
     }
 
 
-def run(workdir) -> list[Figure]:
+def run() -> list[Figure]:
     from statecore.models import Message
 
     environment.collect_static()

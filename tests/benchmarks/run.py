@@ -105,7 +105,7 @@ def _run_parts(args: argparse.Namespace, workdir: Path) -> list[Figure]:
     if "http" in args.only:
         from tests.benchmarks import bench_http
 
-        figures += _run_part("approvals over HTTP", lambda: bench_http.run(workdir))
+        figures += _run_part("approvals over HTTP", bench_http.run)
     if "writers" in args.only:
         figures += _run_part("concurrent writers", lambda: bench_writers.run(workdir))
     return figures
