@@ -19,6 +19,9 @@ else:
     DATABASES["default"]["TEST"] = {"NAME": f"test_whatsapp{_suffix}"}
 DATABASES["default"]["CONN_MAX_AGE"] = 0
 
+# Static files come from the finders in tests; no collectstatic folder to look for.
+STATIC_ROOT = None
+
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
