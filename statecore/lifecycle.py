@@ -21,7 +21,7 @@ from django.utils import timezone
 from . import clock, rootstate
 from .messagedata import dumps_compact, message_columns
 from .models import AuditEvent, Message, Status
-from .statevalidate import validate_message
+from .staterules import validate_message
 
 S = Status
 # (from, to) -> the action that names the move in the audit log.

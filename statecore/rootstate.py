@@ -15,7 +15,7 @@ from django.db.models.functions import Coalesce
 from . import clock
 from .messagedata import dumps_compact
 from .models import AuditEvent, Source, StateRoot, Status
-from .statevalidate import validate_setting
+from .staterules import validate_setting
 
 DEFAULT_API_ENDPOINT = "http://localhost:3000/api/whatsapp"
 DEFAULT_WATCHER_CONFIG = {

@@ -35,7 +35,7 @@ from django.db import close_old_connections, connection, transaction  # noqa: E4
 from . import lifecycle, rootstate, session, statefile  # noqa: E402
 from .messagedata import dumps_compact  # noqa: E402
 from .models import AuditEvent, Message, Source, StateRoot, Status  # noqa: E402
-from .statevalidate import validate_setting  # noqa: E402
+from .staterules import validate_setting  # noqa: E402
 
 
 class MessageStatus(Enum):

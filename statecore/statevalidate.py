@@ -7,20 +7,59 @@ types of STATE_FORMAT.md at every level. Missing keys are not wrong.
 from __future__ import annotations
 
 import json
-import math
 import re
 
-from .models import MAX_ID_LENGTH, Status
+from .staterules import (
+    ACCOUNT_RULES,
+    INT64_MAX,
+    LOG_RULES,
+    MAX_DEPTH,
+    MESSAGE_RULES,
+    METADATA_RULES,
+    RETRY_RULES,
+    SESSION_RULES,
+    SETTING_RULES,
+    STATISTICS_RULES,
+    TOP_OBJECTS,
+    TOP_VALUES,
+    WATCHER_RULES,
+    DuplicateKeys,
+    JSONConstant,
+    check_state,
+    join,
+    validate_message,
+    validate_setting,
+)
 
-MAX_DEPTH = 64
+# The rules and the walk live in staterules; callers have always found their
+# public names here, and still do.
+__all__ = [
+    "ACCOUNT_RULES",
+    "INT64_MAX",
+    "LOG_RULES",
+    "MAX_DEPTH",
+    "MESSAGE_RULES",
+    "METADATA_RULES",
+    "RETRY_RULES",
+    "SESSION_RULES",
+    "SETTING_RULES",
+    "STATISTICS_RULES",
+    "TOP_OBJECTS",
+    "TOP_VALUES",
+    "WATCHER_RULES",
+    "StateFileError",
+    "find_duplicate_ids",
+    "join",
+    "parse_state",
+    "validate_message",
+    "validate_setting",
+]
+
 MAX_ERRORS_SHOWN = 20
-INT64_MAX = 2**63 - 1
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _UNSTORABLE_ESCAPE = re.compile(r"\\u(?:0000|[dD][89abcdefABCDEF])")
 _UNSTORABLE_ESCAPE_BYTES = re.compile(rb"\\u(?:0000|[dD][89abcdefABCDEF])")
 # A well-formed 4-byte UTF-8 sequence: one character beyond U+FFFF.
 _ASTRAL_UTF8 = re.compile(rb"[\xf0-\xf4][\x80-\xbf]{3}")
-_SURROGATE = re.compile("[\ud800-\udfff]")
 _BRACKETS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
 _LONG_NUMBER = re.compile(r"\d{4301,}")  # Python reads at most 4,300 digits
 
@@ -39,24 +78,11 @@ class StateFileError(ValueError):
         super().__init__("\n".join(lines))
 
 
-class _Constant:
-    """Stands in for NaN/Infinity so the walk can name where it was."""
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-
-
-class _DuplicateKeys(dict):
-    """An object that had a key twice: the walk reports it with its place."""
-
-    duplicates: list[str]
-
-
 def _pairs_hook(pairs: list[tuple[str, object]]) -> dict:
     obj = dict(pairs)
     if len(obj) != len(pairs):
         seen: set[str] = set()
-        dup = _DuplicateKeys(obj)
+        dup = DuplicateKeys(obj)
         dup.duplicates = [k for k, _ in pairs if k in seen or seen.add(k)]
         return dup
     return obj
@@ -112,7 +138,7 @@ def _parse_text(text: str, check_text: bool | None = None) -> dict:
     if not text.strip():
         raise StateFileError([("", "the file is empty: expected a JSON object")])
     try:
-        state = json.loads(text, object_pairs_hook=_pairs_hook, parse_constant=_Constant)
+        state = json.loads(text, object_pairs_hook=_pairs_hook, parse_constant=JSONConstant)
     except json.JSONDecodeError as exc:
         problem = exc.msg.removesuffix(" at")  # "Invalid control character at"
         raise StateFileError([(f"line {exc.lineno}, column {exc.colno}", problem)]) from None
@@ -123,12 +149,11 @@ def _parse_text(text: str, check_text: bool | None = None) -> dict:
         long_number = _LONG_NUMBER.search(text)
         place = _place(text, long_number.start() if long_number else None)
         raise StateFileError([(place, "a number with too many digits to read")]) from None
-    errors: list[tuple[str, str]] = []
     # Only an escape can put a NUL or a lone surrogate in a string (raw control
     # characters are a syntax error), so the strings are searched only then.
     if check_text is None:
         check_text = _UNSTORABLE_ESCAPE.search(text) is not None
-    _Walker(errors, check_text=check_text).state(state)
+    errors = check_state(state, check_text=check_text)
     if errors:
         raise StateFileError(errors)
     return state
@@ -175,307 +200,3 @@ def find_duplicate_ids(state: dict) -> dict[str, list[str]]:
                 if obj["id"] in twice:
                     places.setdefault(obj["id"], []).append(f"{status}[{index}]")
     return places
-
-
-def join(path: str, key: str | int) -> str:
-    if isinstance(key, int):
-        return f"{path}[{key}]"
-    name = key if _IDENTIFIER.match(key) else json.dumps(key, ensure_ascii=False)
-    if not _IDENTIFIER.match(key):
-        return f"{path}[{name}]" if path else f"[{name}]"
-    return f"{path}.{name}" if path else name
-
-
-# Checks by expected type: each returns a problem or None.
-def _is_bool(v):
-    return None if v is True or v is False else "expected true or false"
-
-
-def _is_str(v):
-    return None if isinstance(v, str) else "expected a string"
-
-
-def _is_str_or_null(v):
-    return None if v is None or isinstance(v, str) else "expected a string or null"
-
-
-def _is_time(v):
-    if v is None or isinstance(v, str):
-        return None
-    if type(v) in (int, float):
-        return None
-    return "expected a timestamp (text or epoch seconds) or null"
-
-
-def _is_count(v):
-    if type(v) is not int:
-        return "expected a whole number"
-    if not 0 <= v <= INT64_MAX:
-        return "expected a whole number from 0 to 2^63-1 (a 64-bit counter)"
-    return None
-
-
-def _is_positive_int(v):
-    if type(v) is not int:
-        return "expected a whole number"
-    return None if 0 < v <= INT64_MAX else "expected a positive whole number"
-
-
-def _is_non_negative_int(v):
-    if type(v) is not int:
-        return "expected a whole number"
-    return None if 0 <= v <= INT64_MAX else "expected a whole number of 0 or more"
-
-
-def _is_non_negative_number(v):
-    if type(v) not in (int, float):
-        return "expected a number"
-    return None if v >= 0 else "expected a number of 0 or more"
-
-
-def _is_object(v):
-    return None if isinstance(v, dict) else "expected an object"
-
-
-def _is_list(v):
-    return None if isinstance(v, list) else "expected a list"
-
-
-SESSION_RULES = {
-    "authenticated": _is_bool,
-    "session_valid": _is_bool,
-    "requires_qr": _is_bool,
-    "last_authenticated": _is_time,
-    "last_validation": _is_time,
-    "validation_interval_minutes": _is_positive_int,
-    "session_path": _is_str,
-    "invalidation_reason": _is_str_or_null,
-    "invalidated_at": _is_time,
-}
-ACCOUNT_RULES = {
-    "number": _is_str_or_null,
-    "name": _is_str_or_null,
-    "platform": _is_str_or_null,
-    "last_updated": _is_time,
-}
-WATCHER_RULES = {
-    "poll_interval_seconds": _is_positive_int,
-    "auto_reply_enabled": _is_bool,
-    "process_group_messages": _is_bool,
-    "max_messages_per_poll": _is_positive_int,
-}
-RETRY_RULES = {
-    "max_retries": _is_positive_int,
-    "retry_delay_seconds": _is_non_negative_number,
-    "exponential_backoff": _is_bool,
-}
-STATISTICS_RULES = {
-    "total_incoming": _is_count,
-    "total_sent": _is_count,
-    "total_failed": _is_count,
-    "total_approved": _is_count,
-    "total_rejected": _is_count,
-    "last_message_received": _is_time,
-    "last_message_sent": _is_time,
-}
-METADATA_RULES = {"version": _is_str_or_null, "created_at": _is_time, "last_updated": _is_time}
-MESSAGE_RULES = {
-    "from": _is_str_or_null,
-    "fromName": _is_str_or_null,
-    "author": _is_str_or_null,
-    "body": _is_str_or_null,
-    "recipient": _is_str_or_null,
-    "original_message_id": _is_str_or_null,
-    "timestamp": _is_time,
-    "isGroup": _is_bool,
-    "status": _is_str,
-    "status_updated_at": _is_time,
-}
-LOG_RULES = {
-    "timestamp": _is_time,
-    "recipient": _is_str_or_null,
-    "message": _is_str_or_null,
-    "status": _is_str_or_null,
-    "message_id": _is_str_or_null,
-    "error": _is_str_or_null,
-}
-TOP_OBJECTS = {
-    "session": SESSION_RULES,
-    "account_info": ACCOUNT_RULES,
-    "watcher_config": WATCHER_RULES,
-    "retry_config": RETRY_RULES,
-    "statistics": STATISTICS_RULES,
-    "metadata": METADATA_RULES,
-}
-TOP_VALUES = {
-    "api_endpoint": _is_str,
-    "human_in_the_loop": _is_bool,
-    "incoming_messages": _is_list,
-    "pending_replies": _is_list,
-    "generated_replies": _is_list,
-}
-SETTING_RULES = {"watcher_config": WATCHER_RULES, "retry_config": RETRY_RULES}
-
-
-class _Walker:
-    """One pass over the parsed state, collecting (place, problem)."""
-
-    def __init__(self, errors: list[tuple[str, str]], *, check_text: bool) -> None:
-        self.errors = errors
-        self.check_text = check_text
-
-    def fail(self, path: str, problem: str) -> None:
-        self.errors.append((path or "(top level)", problem))
-
-    def state(self, state: object) -> None:
-        if not isinstance(state, dict):
-            self.fail("", "expected a JSON object at the top level")
-            self.value("", state, 0)
-            return
-        self._keys("", state)
-        for key, value in state.items():
-            path = join("", key)
-            if key in TOP_OBJECTS:
-                self.object(path, value, TOP_OBJECTS[key])
-            elif key == "messages":
-                self.messages(path, value)
-            elif key == "message_log":
-                self.entries(path, value, LOG_RULES, "log entry")
-            else:
-                rule = TOP_VALUES.get(key)
-                problem = rule(value) if rule else None
-                if problem:
-                    self.fail(path, problem)
-                self.value(path, value, 1)
-
-    def object(self, path: str, value: object, rules: dict, depth: int = 1) -> None:
-        if not isinstance(value, dict):
-            self.fail(path, "expected an object")
-            self.value(path, value, depth)
-            return
-        self._keys(path, value)
-        check_text = self.check_text
-        for key, item in value.items():
-            rule = rules.get(key)
-            if rule is not None:
-                problem = rule(item)
-                if problem and not isinstance(item, _Constant):
-                    self.fail(join(path, key), problem)
-            # Most values are plain scalars with nothing more to check: skip the
-            # path building and the call (the walk covers 100,000 messages).
-            kind = type(item)
-            if kind is str:
-                if not check_text:
-                    continue
-            elif kind is int or kind is bool or item is None:
-                continue
-            self.value(join(path, key), item, depth + 1)
-
-    def messages(self, path: str, value: object) -> None:
-        if not isinstance(value, dict):
-            self.fail(path, "expected an object of six lists")
-            self.value(path, value, 1)
-            return
-        self._keys(path, value)
-        for name, items in value.items():
-            list_path = join(path, name)
-            if name not in Status.values:
-                self.fail(list_path, f"not a status: the lists are {', '.join(Status.values)}")
-            if not isinstance(items, list):
-                self.fail(list_path, "expected a list of messages")
-                self.value(list_path, items, 2)
-                continue
-            for index, obj in enumerate(items):
-                self.message(f"{list_path}[{index}]", obj, name)
-
-    def message(self, path: str, obj: object, list_name: str) -> None:
-        if not isinstance(obj, dict):
-            self.fail(path, "expected a message object")
-            self.value(path, obj, 3)
-            return
-        mid = obj.get("id")
-        if not isinstance(mid, str):
-            self.fail(
-                join(path, "id"),
-                "expected a string" if "id" in obj else "missing: every message needs a string id",
-            )
-        elif not mid:
-            self.fail(join(path, "id"), "expected a non-empty string")
-        elif len(mid) > MAX_ID_LENGTH:
-            self.fail(join(path, "id"), f"longer than {MAX_ID_LENGTH} characters")
-        status = obj.get("status")
-        if isinstance(status, str) and status != list_name and list_name in Status.values:
-            self.fail(
-                join(path, "status"), f"is {status!r} but the message is in the {list_name!r} list"
-            )
-        self.object(path, obj, MESSAGE_RULES, depth=3)
-
-    def entries(self, path: str, value: object, rules: dict, what: str) -> None:
-        if not isinstance(value, list):
-            self.fail(path, "expected a list")
-            self.value(path, value, 1)
-            return
-        for index, entry in enumerate(value):
-            if not isinstance(entry, dict):
-                self.fail(f"{path}[{index}]", f"expected a {what} object")
-                self.value(f"{path}[{index}]", entry, 2)
-            else:
-                self.object(f"{path}[{index}]", entry, rules, depth=2)
-
-    def _keys(self, path: str, obj: dict) -> None:
-        if isinstance(obj, _DuplicateKeys):
-            for key in obj.duplicates:
-                self.fail(join(path, key), "the same key appears twice in one object")
-        if self.check_text:
-            for key in obj:
-                problem = _unstorable(key)
-                if problem:
-                    self.fail(join(path, key), f"a key {problem}")
-
-    def value(self, path: str, value: object, depth: int) -> None:
-        """Generic checks for any value: constants, NUL, numbers, nesting."""
-        if isinstance(value, str):
-            problem = _unstorable(value) if self.check_text else None
-            if problem:
-                self.fail(path, problem)
-        elif isinstance(value, float):
-            if math.isnan(value):  # only from Python: a file's NaN is a _Constant
-                self.fail(path, "NaN is not a JSON number")
-            elif math.isinf(value):
-                self.fail(path, "a number too large to store")
-        elif isinstance(value, _Constant):
-            self.fail(path, f"{value.text} is not a JSON number")
-        elif isinstance(value, dict | list):
-            if depth > MAX_DEPTH:
-                self.fail(path, f"nesting too deep (over {MAX_DEPTH} levels)")
-                return
-            if isinstance(value, dict):
-                self._keys(path, value)
-                for key, item in value.items():
-                    self.value(join(path, key), item, depth + 1)
-            else:
-                for index, item in enumerate(value):
-                    self.value(f"{path}[{index}]", item, depth + 1)
-
-
-def _unstorable(text: str) -> str | None:
-    if "\x00" in text:
-        return "holds a NUL character (\\u0000), which cannot be stored"
-    if _SURROGATE.search(text):
-        return "holds a lone surrogate (\\ud800-\\udfff), which is not valid Unicode"
-    return None
-
-
-def validate_message(obj: object, status: str) -> list[tuple[str, str]]:
-    """Problems of one message object as it would be stored in the `status` list."""
-    errors: list[tuple[str, str]] = []
-    _Walker(errors, check_text=True).message("", obj, status)
-    return errors
-
-
-def validate_setting(key: str, value: object) -> list[tuple[str, str]]:
-    """Problems of one top-level setting as the admin or set_config would store it."""
-    errors: list[tuple[str, str]] = []
-    walker = _Walker(errors, check_text=True)
-    walker.state({key: value})
-    return errors

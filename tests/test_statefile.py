@@ -19,7 +19,7 @@ from django.test.utils import CaptureQueriesContext
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from statecore import lifecycle, rootstate, statefile, statevalidate
+from statecore import lifecycle, rootstate, statefile, staterules
 from statecore.models import AuditEvent, LogEntry, Message, Source, StateRoot, Status
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -110,9 +110,9 @@ _anything = st.recursive(
 )
 # Unknown keys: any name the validator has no rule for (a known name has a type).
 _KNOWN_KEYS = {"id"}.union(
-    *(rules for rules in statevalidate.TOP_OBJECTS.values()),
-    statevalidate.MESSAGE_RULES,
-    statevalidate.LOG_RULES,
+    *(rules for rules in staterules.TOP_OBJECTS.values()),
+    staterules.MESSAGE_RULES,
+    staterules.LOG_RULES,
 )
 _unknown = st.dictionaries(_text.filter(lambda k: k not in _KNOWN_KEYS), _anything, max_size=2)
 
