@@ -57,7 +57,8 @@ class Message(models.Model):
     """One message object of one of the six lists of `messages`."""
 
     message_id = models.CharField("id", max_length=MAX_ID_LENGTH, unique=True)
-    status = models.CharField(max_length=20, choices=Status.choices, db_index=True)
+    # Indexed through the composite indexes below, which all begin with `status`.
+    status = models.CharField(max_length=20, choices=Status.choices)
     # Order inside its list: the file's index on import; a nanosecond clock on
     # each later move, so a moved message goes to the end of its new list.
     position = models.BigIntegerField(default=0)
@@ -67,8 +68,9 @@ class Message(models.Model):
     author = models.CharField(max_length=200, blank=True)
     recipient = models.CharField(max_length=200, blank=True)
     # Digits of the chat this message belongs to (sender or recipient), to find
-    # "the customer wrote again" without parsing the stored objects.
-    chat = models.CharField(max_length=200, blank=True, db_index=True)
+    # "the customer wrote again" without parsing the stored objects (index
+    # `message_chat_time` below).
+    chat = models.CharField(max_length=200, blank=True)
     body = models.TextField(blank=True)
     is_group = models.BooleanField(default=False)
     reply_to = models.CharField(
@@ -99,6 +101,12 @@ class Message(models.Model):
         ]
         indexes = [
             models.Index(fields=["status", "position"], name="message_list_order"),
+            # The queue's order (oldest draft first, then list order) read straight off
+            # the index, and the overdue count a range of it. SQLite walks an ascending
+            # index for `timestamp NULLS LAST` too: the dated rows, then the NULL ones.
+            models.Index(
+                fields=["status", "timestamp", "position", "id"], name="message_queue_order"
+            ),
             models.Index(fields=["status", "status_updated_at"], name="message_status_time"),
             models.Index(fields=["chat", "timestamp"], name="message_chat_time"),
         ]

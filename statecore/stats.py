@@ -214,10 +214,11 @@ def messages_per_hour(now: datetime) -> list[Hour]:
 
 
 def oldest_pending() -> Message | None:
-    """The pending reply whose draft is oldest (the customer waiting longest)."""
+    """The pending reply whose draft is oldest (the customer waiting longest): the
+    queue's first card, read off the queue's index."""
     return (
         Message.objects.pending()
-        .order_by(F("timestamp").asc(nulls_last=True), "pk")
+        .order_by(F("timestamp").asc(nulls_last=True), "position", "pk")
         .only("pk", "message_id", "recipient", "body", "timestamp", "status")
         .first()
     )
