@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import tzinfo
 
 from .clock import parse_timestamp
@@ -26,23 +27,53 @@ def chat_of(address: str) -> str:
     return address.split("@", 1)[0]
 
 
+# The columns message_values fills, in its order.
+COLUMN_NAMES = (
+    "message_id",
+    "status",
+    "sender",
+    "sender_name",
+    "author",
+    "recipient",
+    "chat",
+    "body",
+    "is_group",
+    "reply_to",
+    "timestamp",
+    "status_updated_at",
+    "raw",
+)
+
+
+def message_values(
+    obj: dict, status: str, *, tz: tzinfo | None = None, to_time: Callable = parse_timestamp
+) -> tuple:
+    """The indexed columns of a Message for this object, in COLUMN_NAMES order.
+
+    A tuple, not a dict: an import builds 100,000 of them. `to_time(value, tz)`
+    turns a stored timestamp into the column's value (an import passes one that
+    gives what the database stores directly)."""
+    get = obj.get
+    sender = _text(get("from"))
+    recipient = _text(get("recipient"))
+    body = get("body")
+    return (
+        obj["id"],
+        status,
+        sender,
+        _text(get("fromName")),
+        _text(get("author")),
+        recipient,
+        chat_of(sender or recipient),
+        body if isinstance(body, str) else "",
+        get("isGroup") is True or sender.endswith("@g.us"),
+        _text(get("original_message_id"), 500),
+        to_time(get("timestamp"), tz),
+        to_time(get("status_updated_at"), tz),
+        _COMPACT.encode(obj),
+    )
+
+
 def message_columns(obj: dict, status: str, *, tz: tzinfo | None = None) -> dict:
     """The indexed columns of a Message for this object (everything but position)."""
-    sender = _text(obj.get("from"))
-    recipient = _text(obj.get("recipient"))
-    body = obj.get("body")
-    return {
-        "message_id": obj["id"],
-        "status": status,
-        "sender": sender,
-        "sender_name": _text(obj.get("fromName")),
-        "author": _text(obj.get("author")),
-        "recipient": recipient,
-        "chat": chat_of(sender or recipient),
-        "body": body if isinstance(body, str) else "",
-        "is_group": obj.get("isGroup") is True or sender.endswith("@g.us"),
-        "reply_to": _text(obj.get("original_message_id"), 500),
-        "timestamp": parse_timestamp(obj.get("timestamp"), tz),
-        "status_updated_at": parse_timestamp(obj.get("status_updated_at"), tz),
-        "raw": dumps_compact(obj),
-    }
+    return dict(zip(COLUMN_NAMES, message_values(obj, status, tz=tz), strict=True))

@@ -117,11 +117,12 @@ def import_state(
     total = sum(summary.after[s] for s in Status.values)
     with transaction.atomic():
         summary.before = current_counts()
-        Message.objects.all().delete()
+        with bulkload.secondary_indexes_deferred():
+            Message.objects.all().delete()
+            bulkload.insert_messages(rows, total, progress)
         LogEntry.objects.all().delete()
         StateRoot.objects.all().delete()
         StateRoot.objects.create(pk=1, **_root_fields(state))
-        bulkload.insert_messages(rows, total, progress)
         LogEntry.objects.bulk_create(
             _log_entries(state.get("message_log") or []), batch_size=BATCH_SIZE
         )
