@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import json
 
-from django.db import transaction
-from django.db.models import Case, F, When
-from django.db.models.functions import Coalesce
+from django.db import connection, transaction
 
 from . import clock
 from .messagedata import dumps_compact
@@ -155,20 +153,34 @@ def count_arrival(status: str, *, touch_only: bool = False) -> None:
     """Count a message arriving in `status` and set metadata.last_updated, in
     one UPDATE (atomic: concurrent moves never lose a count)."""
     stamp = dumps_compact(clock.local_iso())
-    fields: dict = {"last_updated": stamp}
-    counter, last_time = COUNTED_BY_STATUS.get(status, (None, None))
-    if counter and not touch_only:
+    counter, last_time = (None, None) if touch_only else COUNTED_BY_STATUS.get(status, (None, None))
+    sql, params = _arrival_update(counter, last_time, stamp)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        if cursor.rowcount:
+            return
+    get_root()
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+
+
+def _arrival_update(counter: str | None, last_time: str | None, stamp: str) -> tuple[str, list]:
+    """The counting UPDATE, written out: it runs in every status move, and the
+    ORM's compilation of this CASE cost more than the rest of a move together."""
+    quote = connection.ops.quote_name
+    sets = [f"{quote('last_updated')} = %s"]
+    params: list = [stamp]
+    if counter:
         # A counter imported at the 64-bit limit stays there: one more would be
         # an error on PostgreSQL (and a float on SQLite), refusing the move.
-        fields[counter] = Case(
-            When(**{f"{counter}__gte": COUNTER_MAX}, then=F(counter)),
-            default=Coalesce(F(counter), 0) + 1,
-        )
-    if last_time and not touch_only:
-        fields[last_time] = stamp
-    if not StateRoot.objects.filter(pk=1).update(**fields):
-        get_root()
-        StateRoot.objects.filter(pk=1).update(**fields)
+        c = quote(counter)
+        sets.append(f"{c} = CASE WHEN {c} >= %s THEN {c} ELSE COALESCE({c}, 0) + 1 END")
+        params.append(COUNTER_MAX)
+    if last_time:
+        sets.append(f"{quote(last_time)} = %s")
+        params.append(stamp)
+    table = quote(StateRoot._meta.db_table)
+    return f"UPDATE {table} SET {', '.join(sets)} WHERE {quote('id')} = 1", params
 
 
 def touch() -> None:
