@@ -22,12 +22,16 @@ from statecore.models import Message, Source, Status
 
 from . import queue
 from .access import REVIEW, actor, next_url, require_perm, signed_in, with_param
+from .cards import DECIDED, Card
 from .forms import ApproveForm, BulkForm, EditForm, QueueFilterForm, RejectForm
 
 TEMPLATE = "approvals/queue.html"
 # The event the page's counters (and its poll) listen for after a change: sent once the
 # card is swapped, so the poll that follows no longer counts it as shown.
 CHANGED = "queue-changed"
+# What the partials ask: false unless a view or a fragment says otherwise (a name
+# missing from the context is the costliest lookup a template makes, on every card).
+_FLAGS = dict.fromkeys(["single", "fresh", "card_oob", "stale_oob", "counts_oob", "form"])
 
 
 @signed_in
@@ -51,14 +55,14 @@ def queue_page(request: HttpRequest) -> HttpResponse:
         "poll_query": params.urlencode(),
         "next": with_param(request.get_full_path(), "done", None),
     }
-    return render(request, TEMPLATE, context)
+    return _render(request, TEMPLATE, context)
 
 
-def _done_card(value: str, now) -> queue.Card | None:
+def _done_card(value: str, now) -> Card | None:
     """After a plain (no JavaScript) action the queue shows that reply, with its Undo."""
     if not value.isdigit():
         return None
-    msg = Message.objects.filter(pk=int(value), status__in=queue.DECIDED).first()
+    msg = Message.objects.filter(pk=int(value), status__in=DECIDED).first()
     return queue.build_cards([msg], now=now, with_newer=False)[0] if msg else None
 
 
@@ -89,7 +93,7 @@ def queue_poll(request: HttpRequest) -> HttpResponse:
     ]
     newer = queue.newer_messages(window)
     stale_updates = [
-        queue.Card(msg=m, now=now, newer=newer[m.pk])
+        Card(msg=m, now=now, newer=newer[m.pk])
         for m in window
         if m.pk in shown and m.pk in newer and newer[m.pk][-1].pk != shown[m.pk]
     ]
@@ -109,7 +113,7 @@ def queue_poll(request: HttpRequest) -> HttpResponse:
         "stale_updates": stale_updates,
         "next": next_url(request),
     }
-    return render(request, f"{TEMPLATE}#poll", context)
+    return _render(request, f"{TEMPLATE}#poll", context)
 
 
 @signed_in
@@ -214,7 +218,7 @@ def bulk(request: HttpRequest) -> HttpResponse:
     if not form.is_valid():
         errors = [e for field_errors in form.errors.values() for e in field_errors]
         if request.htmx:
-            return render(request, f"{TEMPLATE}#bulk-result", {"errors": errors}, status=422)
+            return _render(request, f"{TEMPLATE}#bulk-result", {"errors": errors}, status=422)
         for error in errors:
             messages.error(request, error)
         return redirect(next_url(request))
@@ -225,13 +229,13 @@ def bulk(request: HttpRequest) -> HttpResponse:
     result = _bulk_apply(request, cards, form.cleaned_data)
     result["missing"], result["total"] = len(ids) - len(found), len(ids)
     if request.htmx:
-        response = render(request, f"{TEMPLATE}#bulk-result", {"result": result})
+        response = _render(request, f"{TEMPLATE}#bulk-result", {"result": result})
         return trigger_client_event(response, CHANGED, after="settle")
     _bulk_messages(request, result, form.cleaned_data["action"])
     return redirect(next_url(request))
 
 
-def _bulk_apply(request: HttpRequest, cards: list[queue.Card], data: dict) -> dict:
+def _bulk_apply(request: HttpRequest, cards: list[Card], data: dict) -> dict:
     verb = data["action"]
     result: dict = {"action": verb, "done": [], "stale": [], "refused": []}
     for card in cards:
@@ -279,7 +283,16 @@ def _bulk_messages(request: HttpRequest, result: dict, verb: str) -> None:
 # --- Responses ---------------------------------------------------------------------
 
 
-def _name(card: queue.Card) -> str:
+def _render(request: HttpRequest, template: str, context: dict, status: int = 200) -> HttpResponse:
+    """Every page and fragment of the queue: whether the reviewer may act is asked once
+    here, not by each of 50 cards (`perms` walks the auth backends on every lookup)."""
+    context = _FLAGS | context
+    context["can_review"] = request.user.has_perm(REVIEW)
+    context["can_select"] = context["can_review"] and not context["single"]
+    return render(request, template, context, status=status)
+
+
+def _name(card: Card) -> str:
     return card.display_name
 
 
@@ -297,7 +310,7 @@ def _card_response(
     card_.mode, card_.notice = mode, notice
     context = {"card": card_, "form": form, "next": next_url(request)}
     if request.htmx:
-        return render(request, f"{TEMPLATE}#card", context, status=status)
+        return _render(request, f"{TEMPLATE}#card", context, status=status)
     # Without JavaScript: the queue page holding just this card.
     context |= {
         "cards": [card_],
@@ -306,7 +319,7 @@ def _card_response(
         "overdue_minutes": settings.OVERDUE_MINUTES,
         "filter_form": QueueFilterForm(),
     }
-    return render(request, TEMPLATE, context, status=status)
+    return _render(request, TEMPLATE, context, status=status)
 
 
 def _refused(request: HttpRequest, msg: Message, exc: MoveRefused) -> HttpResponse:

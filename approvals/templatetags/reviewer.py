@@ -9,21 +9,17 @@ from datetime import datetime
 from django import template
 from django.utils import timezone
 
-from statecore.messagedata import chat_of
-
-from ..queue import age as _age
+from .. import cards
 
 register = template.Library()
 
-PREVIEW_CHARS = 400
-PREVIEW_LINES = 6
 JUST_NOW_SECONDS = 5
 
 
 @register.filter
 def age(seconds) -> str:
     """12 min"""
-    return _age(seconds)
+    return cards.age(seconds)
 
 
 @register.filter
@@ -32,29 +28,21 @@ def ago(moment: datetime | None) -> str:
     if not moment:
         return ""
     seconds = (timezone.now() - moment).total_seconds()
-    return "just now" if seconds < JUST_NOW_SECONDS else f"{_age(seconds)} ago"
+    return "just now" if seconds < JUST_NOW_SECONDS else f"{cards.age(seconds)} ago"
 
 
 @register.filter
 def phone(address: str) -> str:
     """923001234567@c.us -> +923001234567; anything else as it is."""
-    number = chat_of(address or "")
-    return f"+{number}" if number.isdigit() else number
+    return cards.phone(address)
 
 
 @register.filter
 def is_long(text: str) -> bool:
-    text = text or ""
-    return len(text) > PREVIEW_CHARS or text.count("\n") >= PREVIEW_LINES
+    return cards.is_long(text)
 
 
 @register.filter
 def preview(text: str) -> str:
     """The beginning of a long text (the card shows the rest behind "Show more")."""
-    text = text or ""
-    lines = text.split("\n")
-    if len(lines) > PREVIEW_LINES:
-        text = "\n".join(lines[:PREVIEW_LINES])
-    if len(text) > PREVIEW_CHARS:
-        text = text[:PREVIEW_CHARS].rstrip()
-    return text + "…"
+    return cards.preview(text)

@@ -1,0 +1,313 @@
+"""What a queue card shows, worked out in Python once per card.
+
+A page holds 50 cards, and in a template every variable lookup, filter, `{% url %}`
+and `|date` is paid per card: they were most of the page's time. So a card hands
+its template plain text (numbers too: a template localizes each number it shows),
+and what every card of a page shares (the action URLs, the time zone, the month
+names) is worked out once per page, in `CardPage`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import cached_property
+from typing import NamedTuple
+
+from django.conf import settings
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.dates import MONTHS_3
+
+from statecore.messagedata import chat_of
+from statecore.models import Message, Status
+
+# A stale card shows the last few newer messages; the rest are counted.
+NEWER_SHOWN = 3
+DECIDED = (Status.APPROVED, Status.REJECTED)
+# The URL names of a card's actions (each takes the reply's pk).
+CARD_ACTIONS = ("approve", "edit", "reject", "undo", "card")
+# A body longer than this (characters or lines) is shown folded, behind "Show more".
+PREVIEW_CHARS = 400
+PREVIEW_LINES = 6
+
+
+def age(seconds: float | None) -> str:
+    """A short human duration: "3 s", "12 min", "2 h 5 min", "3 d 4 h"."""
+    if seconds is None:
+        return ""
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes = seconds // 60
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours} h" if hours else f"{days} d"
+
+
+def phone(address: str) -> str:
+    """923001234567@c.us -> +923001234567; anything else as it is."""
+    number = chat_of(address or "")
+    return f"+{number}" if number.isdigit() else number
+
+
+def is_long(text: str) -> bool:
+    text = text or ""
+    return len(text) > PREVIEW_CHARS or text.count("\n") >= PREVIEW_LINES
+
+
+def preview(text: str) -> str:
+    """The beginning of a long text (the card shows the rest behind "Show more")."""
+    text = text or ""
+    lines = text.split("\n")
+    if len(lines) > PREVIEW_LINES:
+        text = "\n".join(lines[:PREVIEW_LINES])
+    if len(text) > PREVIEW_CHARS:
+        text = text[:PREVIEW_CHARS].rstrip()
+    return text + "…"
+
+
+class Body(NamedTuple):
+    """A message's text, and its beginning when it is long (then shown folded)."""
+
+    text: str
+    preview: str = ""
+
+    @classmethod
+    def of(cls, text: str) -> Body:
+        return cls(text, preview(text) if is_long(text) else "")
+
+
+class Moment(NamedTuple):
+    """A time as a card shows it: ISO for `datetime=`, short for people ("Nov 3, 14:05")."""
+
+    iso: str = ""
+    short: str = ""
+
+
+class Said(NamedTuple):
+    """A newer message of the chat, as a stale card lists it."""
+
+    when: Moment
+    body: str
+
+
+class CardPage:
+    """What the cards of one page share, worked out once: the actions' URLs (each name
+    reversed with a stand-in id, which each card replaces by its own), the current
+    time zone and the month names."""
+
+    STAND_IN = "2147483647"
+
+    def __init__(self) -> None:
+        self._urls = {
+            name: reverse(f"approvals:{name}", args=[self.STAND_IN]) for name in CARD_ACTIONS
+        }
+        self._zone = timezone.get_current_timezone()
+        self._months = [""] + [str(MONTHS_3[month]).title() for month in range(1, 13)]
+
+    def url(self, name: str, pk: int) -> str:
+        return self._urls[name].replace(self.STAND_IN, str(pk))
+
+    def moment(self, when: datetime | None) -> Moment:
+        """What `|date:"c"` and `|date:"M j, H:i"` show, without their per-call lookups
+        (empty without a time)."""
+        if when is None:
+            return Moment()
+        local = when.astimezone(self._zone)
+        short = f"{self._months[local.month]} {local.day}, {local.hour:02}:{local.minute:02}"
+        return Moment(local.isoformat(), short)
+
+
+@dataclass
+class Card:
+    """One draft with what its card shows: the message it answers and newer ones.
+
+    Its properties are the card's values as text, read once each by the template."""
+
+    msg: Message
+    now: datetime
+    incoming: Message | None = None
+    newer: list[Message] = field(default_factory=list)
+    # The card's mode: "view", "edit", "reject", "confirm" (stale approve) or "notice".
+    mode: str = "view"
+    notice: str = ""
+    page: CardPage = field(default_factory=CardPage)
+
+    def __getitem__(self, name: str):
+        # A template looks `card.name` up as `card["name"]` first; answering it spares
+        # the exception of a failed item lookup, thousands of times a page.
+        return getattr(self, name)
+
+    @property
+    def pk(self) -> str:
+        return str(self.msg.pk)
+
+    @property
+    def approve_url(self) -> str:
+        return self.page.url("approve", self.msg.pk)
+
+    @property
+    def edit_url(self) -> str:
+        return self.page.url("edit", self.msg.pk)
+
+    @property
+    def reject_url(self) -> str:
+        return self.page.url("reject", self.msg.pk)
+
+    @property
+    def undo_url(self) -> str:
+        return self.page.url("undo", self.msg.pk)
+
+    @property
+    def card_url(self) -> str:
+        return self.page.url("card", self.msg.pk)
+
+    @property
+    def pending(self) -> bool:
+        return self.msg.status == Status.PENDING_APPROVAL
+
+    @property
+    def live(self) -> bool:
+        """Still waiting for this reviewer: the page's script and the poll act on it."""
+        return self.mode != "notice" and self.pending
+
+    @property
+    def css_class(self) -> str:
+        classes = ["card", f"card-{self.mode}"]
+        if self.mode != "notice" and not self.pending:
+            classes.append("card-done")
+        if self.pending and self.newer:
+            classes.append("is-stale")
+        if self.overdue:
+            classes.append("is-overdue")
+        return " ".join(classes)
+
+    @property
+    def stale(self) -> bool:
+        return bool(self.newer)
+
+    @property
+    def newer_shown(self) -> list[Said]:
+        return [Said(self.page.moment(m.timestamp), m.body) for m in self.newer[-NEWER_SHOWN:]]
+
+    @property
+    def newer_count(self) -> str:
+        return str(len(self.newer))
+
+    @property
+    def newer_hidden(self) -> int:
+        return max(0, len(self.newer) - NEWER_SHOWN)
+
+    @property
+    def newest_newer_pk(self) -> int:
+        return self.newer[-1].pk if self.newer else 0
+
+    @property
+    def shown(self) -> str:
+        """The poll's `shown` value: this card, and the newest newer message it shows."""
+        return f"{self.msg.pk}-{self.newest_newer_pk}"
+
+    @property
+    def waited_seconds(self) -> int | None:
+        if self.msg.timestamp is None:
+            return None
+        return max(0, int((self.now - self.msg.timestamp).total_seconds()))
+
+    @property
+    def waited_data(self) -> str:
+        """`data-age` for the page's script ("" without a timestamp)."""
+        seconds = self.waited_seconds
+        return "" if seconds is None else str(seconds)
+
+    @property
+    def waited(self) -> str:
+        return age(self.waited_seconds) or "—"
+
+    @cached_property
+    def drafted(self) -> Moment:
+        return self.page.moment(self.msg.timestamp)
+
+    @cached_property
+    def received(self) -> Moment:
+        return self.page.moment(self.incoming.timestamp if self.incoming else None)
+
+    @property
+    def drafted_iso(self) -> str:
+        return self.drafted.iso
+
+    @property
+    def drafted_text(self) -> str:
+        return self.drafted.short
+
+    @property
+    def received_iso(self) -> str:
+        return self.received.iso
+
+    @property
+    def received_text(self) -> str:
+        return self.received.short
+
+    @property
+    def incoming_body(self) -> Body | None:
+        return Body.of(self.incoming.body) if self.incoming else None
+
+    @property
+    def draft_body(self) -> Body:
+        return Body.of(self.msg.body)
+
+    @property
+    def overdue(self) -> bool:
+        waited = self.waited_seconds
+        return self.pending and waited is not None and waited >= settings.OVERDUE_MINUTES * 60
+
+    @property
+    def is_group(self) -> bool:
+        return self.msg.is_group or bool(self.incoming and self.incoming.is_group)
+
+    @property
+    def chat(self) -> str:
+        return self.msg.chat or (self.incoming.chat if self.incoming else "")
+
+    @property
+    def where(self) -> str:
+        """The number, or "+<author> in group +<group>"."""
+        if not self.is_group:
+            return phone(self.chat)
+        author = self.incoming.author if self.incoming else ""
+        group = f"group {phone(self.chat)}"
+        return f"{phone(author)} in {group}" if author else group
+
+    @property
+    def recipient(self) -> str:
+        return phone(self.msg.recipient) or "(no recipient)"
+
+    @property
+    def sender_name(self) -> str:
+        return self.incoming.sender_name if self.incoming else ""
+
+    @property
+    def display_name(self) -> str:
+        if self.sender_name:
+            return self.sender_name
+        if self.chat:
+            return f"+{self.chat}" if self.chat.isdigit() else self.chat
+        return "Unknown sender"
+
+    @property
+    def sort_key(self) -> str:
+        """The queue's order as text, for the page's script to place cards that arrive later."""
+        stamp = self.msg.timestamp.timestamp() if self.msg.timestamp else 99_999_999_999
+        return f"{stamp:017.6f}:{self.msg.position:020d}:{self.msg.pk:012d}"
+
+    @property
+    def undo_seconds_left(self) -> int:
+        """The Undo window: the sender claims an approved reply after the grace period."""
+        if self.msg.status not in DECIDED or self.msg.claimed_at or not self.msg.status_updated_at:
+            return 0
+        passed = (self.now - self.msg.status_updated_at).total_seconds()
+        return max(0, int(settings.APPROVAL_GRACE_SECONDS - passed))
