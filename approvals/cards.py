@@ -10,7 +10,7 @@ names) is worked out once per page, in `CardPage`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, tzinfo
 from functools import cached_property
 from typing import NamedTuple
 
@@ -25,8 +25,6 @@ from statecore.models import Message, Status
 # A stale card shows the last few newer messages; the rest are counted.
 NEWER_SHOWN = 3
 DECIDED = (Status.APPROVED, Status.REJECTED)
-# The URL names of a card's actions (each takes the reply's pk).
-CARD_ACTIONS = ("approve", "edit", "reject", "undo", "card")
 # A body longer than this (characters or lines) is shown folded, behind "Show more".
 PREVIEW_CHARS = 400
 PREVIEW_LINES = 6
@@ -97,21 +95,27 @@ class Said(NamedTuple):
 
 
 class CardPage:
-    """What the cards of one page share, worked out once: the actions' URLs (each name
-    reversed with a stand-in id, which each card replaces by its own), the current
-    time zone and the month names."""
+    """What the cards of one page share, worked out once (and only when a card asks):
+    each action's URL, reversed with a stand-in id that each card replaces by its own;
+    the current time zone and the month names."""
 
     STAND_IN = "2147483647"
 
     def __init__(self) -> None:
-        self._urls = {
-            name: reverse(f"approvals:{name}", args=[self.STAND_IN]) for name in CARD_ACTIONS
-        }
-        self._zone = timezone.get_current_timezone()
-        self._months = [""] + [str(MONTHS_3[month]).title() for month in range(1, 13)]
+        self._urls: dict[str, str] = {}
 
     def url(self, name: str, pk: int) -> str:
+        if name not in self._urls:
+            self._urls[name] = reverse(f"approvals:{name}", args=[self.STAND_IN])
         return self._urls[name].replace(self.STAND_IN, str(pk))
+
+    @cached_property
+    def _zone(self) -> tzinfo:
+        return timezone.get_current_timezone()
+
+    @cached_property
+    def _months(self) -> list[str]:
+        return [""] + [str(MONTHS_3[month]).title() for month in range(1, 13)]
 
     def moment(self, when: datetime | None) -> Moment:
         """What `|date:"c"` and `|date:"M j, H:i"` show, without their per-call lookups

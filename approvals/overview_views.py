@@ -142,5 +142,8 @@ def overview(request: HttpRequest) -> HttpResponse:
         else None,
         "can_export": request.user.is_staff and request.user.has_perm("statecore.export_state"),
         "can_import": request.user.is_staff and request.user.has_perm("statecore.import_state"),
+        # The banner's verdict, already worked out above: the context processor's own
+        # would read the state's row a second time.
+        "session_health": figures.session,
     }
     return render(request, "approvals/overview.html", context)

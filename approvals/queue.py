@@ -16,10 +16,9 @@ from functools import reduce
 from typing import NamedTuple
 
 from django.conf import settings
-from django.db.models import F, Q, QuerySet
+from django.db.models import Count, F, Q, QuerySet
 from django.db.models.functions import Length
 
-from statecore import stats
 from statecore.lifecycle import MoveRefused
 from statecore.models import Message, Status
 
@@ -56,20 +55,39 @@ def text_match(text: str) -> Q:
     return Q(body__icontains=text) | Q(recipient__icontains=text) | Q(reply_to__in=senders)
 
 
+# The header counts every list but incoming: customers' own messages, the largest.
+COUNTED = [status for status in Status.values if status != Status.INCOMING]
+
+
 def status_counts(*, now: datetime) -> dict[str, int]:
-    """Messages per status (one GROUP BY) and the overdue pending ones (a range of the
-    queue's index). Two queries that read indexes only: faster than one with a
-    filtered count, which SQLite evaluates on every row."""
+    """Replies per status (one GROUP BY over the lists the header shows) and the overdue
+    pending ones (a range of the queue's index): two queries that read an index alone,
+    faster than one with a filtered count, which SQLite evaluates on every row."""
     cutoff = now - timedelta(minutes=settings.OVERDUE_MINUTES)
-    overdue = Message.objects.pending().filter(timestamp__lt=cutoff).count()
-    return stats.counts_per_status() | {"overdue": overdue}
+    counts = dict.fromkeys(COUNTED, 0)
+    rows = (
+        Message.objects.filter(status__in=COUNTED)
+        .order_by()
+        .values_list("status")
+        .annotate(n=Count("pk"))
+    )
+    counts.update(rows)
+    counts["overdue"] = Message.objects.pending().filter(timestamp__lt=cutoff).count()
+    return counts
 
 
-def build_cards(drafts: Iterable[Message], *, now: datetime, with_newer: bool = True) -> list[Card]:
+def build_cards(
+    drafts: Iterable[Message],
+    *,
+    now: datetime,
+    with_newer: bool = True,
+    related: Related | None = None,
+) -> list[Card]:
     """Cards for these drafts: one query for the messages they answer and (with_newer)
-    what their chats wrote since."""
+    what their chats wrote since, unless the caller has them (`related`)."""
     drafts = list(drafts)
-    related = related_messages(drafts, newer=with_newer)
+    if related is None:
+        related = related_messages(drafts, newer=with_newer)
     page = CardPage()
     return [
         Card(
@@ -146,10 +164,6 @@ def answered_messages(drafts: Sequence[Message]) -> dict[str, Message]:
 def newer_messages(drafts: Sequence[Message]) -> dict[int, list[Message]]:
     """For each draft, what its chat wrote after the draft was made, in one query."""
     return related_messages(drafts, answered=False).newer
-
-
-def is_stale(draft: Message) -> bool:
-    return bool(newer_messages([draft]))
 
 
 # --- Words for what happened ----------------------------------------------------

@@ -40,7 +40,11 @@ def queue_page(request: HttpRequest) -> HttpResponse:
     now = clock.now()
     filter_form = QueueFilterForm(request.GET)
     filters = filter_form.values()
+    counts = queue.status_counts(now=now)
     pages = Paginator(queue.pending_drafts(filters, now=now), queue.PAGE_SIZE)
+    if not filters:
+        # Unfiltered, the pages hold what the header counts as pending: not counted twice.
+        pages.count = counts[Status.PENDING_APPROVAL]
     page = pages.get_page(request.GET.get("page"))
     params = request.GET.copy()
     params.pop("done", None)
@@ -49,7 +53,7 @@ def queue_page(request: HttpRequest) -> HttpResponse:
         "filtered": bool(filters),
         "page": page,
         "cards": queue.build_cards(page.object_list, now=now),
-        "counts": queue.status_counts(now=now),
+        "counts": counts,
         "overdue_minutes": settings.OVERDUE_MINUTES,
         "done_card": _done_card(request.GET.get("done", ""), now),
         "poll_query": params.urlencode(),
@@ -78,7 +82,10 @@ def queue_poll(request: HttpRequest) -> HttpResponse:
     pending = queue.pending_drafts(filters, now=now)
     # Only what placing the cards needs: bodies can be long and this runs every few seconds.
     slim = pending.only("pk", "status", "chat", "timestamp", "reply_to", "message_id")
+    counts = queue.status_counts(now=now)
     page = Paginator(slim, queue.PAGE_SIZE)
+    if not filters:
+        page.count = counts[Status.PENDING_APPROVAL]  # as on the page: not counted twice
     window = list(page.get_page(request.GET.get("page")).object_list)
     in_window = {m.pk for m in window}
 
@@ -106,7 +113,7 @@ def queue_poll(request: HttpRequest) -> HttpResponse:
         for card in new_cards:
             card.newer = newer.get(card.msg.pk, [])
     context = {
-        "counts": queue.status_counts(now=now),
+        "counts": counts,
         "overdue_minutes": settings.OVERDUE_MINUTES,
         "gone": gone,
         "new_cards": new_cards,
@@ -130,16 +137,20 @@ def approve(request: HttpRequest, pk: int) -> HttpResponse:
     msg = get_object_or_404(Message, pk=pk)
     form = ApproveForm(request.POST)
     confirmed = form.is_valid() and form.cleaned_data["confirm_stale"]
-    if msg.status == Status.PENDING_APPROVAL and not confirmed and queue.is_stale(msg):
+    ask = msg.status == Status.PENDING_APPROVAL and not confirmed
+    # One query for what the card shows and whether the customer wrote again.
+    related = queue.related_messages([msg], newer=ask)
+    if ask and related.newer:
         # The customer wrote again after this draft: ask before sending it.
-        return _card_response(request, msg, mode="confirm")
+        return _card_response(request, msg, mode="confirm", related=related)
     try:
         msg = lifecycle.approve(msg.message_id, actor=actor(request), source=Source.WEB)
     except MessageNotFound:
         raise Http404 from None
     except MoveRefused as exc:
         return _refused(request, msg, exc)
-    return _changed(request, msg, "Approved the reply to {name}.")
+    # The message it answers did not move: the card is drawn without asking again.
+    return _changed(request, msg, "Approved the reply to {name}.", related=related)
 
 
 @signed_in
@@ -304,9 +315,10 @@ def _card_response(
     form=None,
     notice: str = "",
     status: int = 200,
+    related: queue.Related | None = None,
 ) -> HttpResponse:
     now = clock.now()
-    card_ = queue.build_cards([msg], now=now)[0]
+    card_ = queue.build_cards([msg], now=now, related=related)[0]
     card_.mode, card_.notice = mode, notice
     context = {"card": card_, "form": form, "next": next_url(request)}
     if request.htmx:
@@ -340,11 +352,20 @@ def _gone(request: HttpRequest, msg: Message) -> HttpResponse:
     return _card_response(request, msg, mode="notice", notice=notice, status=409)
 
 
-def _changed(request: HttpRequest, msg: Message, flash: str, *, done: bool = True) -> HttpResponse:
+def _changed(
+    request: HttpRequest,
+    msg: Message,
+    flash: str,
+    *,
+    done: bool = True,
+    related: queue.Related | None = None,
+) -> HttpResponse:
     """After a change: the card (htmx, plus the event the counters listen for), or
-    post/redirect/get back to the queue, which then shows the reply with its Undo."""
+    post/redirect/get back to the queue, which then shows the reply with its Undo.
+    `related`: what the card needs, when the view has it already."""
     if request.htmx:
-        return trigger_client_event(_card_response(request, msg), CHANGED, after="settle")
-    card_ = queue.build_cards([msg], now=clock.now(), with_newer=False)[0]
+        response = _card_response(request, msg, related=related)
+        return trigger_client_event(response, CHANGED, after="settle")
+    card_ = queue.build_cards([msg], now=clock.now(), with_newer=False, related=related)[0]
     messages.success(request, flash.format(name=_name(card_)))
     return redirect(with_param(next_url(request), "done", str(msg.pk) if done else None))

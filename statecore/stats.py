@@ -181,9 +181,10 @@ def send_waits(now: datetime) -> Waits:
 
 def hour_starts(now: datetime, window: timedelta = WINDOW) -> list[datetime]:
     """The local hours of the window, oldest first, the current hour last."""
+    zone = timezone.get_current_timezone()
     starts: list[datetime] = []
     for back in range(int(window / timedelta(hours=1)) - 1, -1, -1):
-        local = timezone.localtime(now - timedelta(hours=back))
+        local = (now - timedelta(hours=back)).astimezone(zone)
         start = local.replace(minute=0, second=0, microsecond=0)
         if not starts or starts[-1] != start:
             starts.append(start)

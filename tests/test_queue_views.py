@@ -21,7 +21,11 @@ from tests.query_data import bulk_state
 from tests.users import PASSWORD, make_user
 
 HTMX = {"HTTP_HX_REQUEST": "true", "HTTP_HX_CURRENT_URL": "http://testserver/queue/"}
-MAX_QUERIES = 12
+# Sign-in (session, user) and permission (2) queries included.
+MAX_QUERIES = 9
+# An htmx approve: sign-in 2, permission 2, the reply 1, what its card shows 1, the move 6
+# (BEGIN, lock-read, compare-and-set, counter, audit row, COMMIT).
+APPROVE_QUERIES = 12
 
 
 @pytest.fixture
@@ -682,3 +686,17 @@ def test_pages_run_the_same_few_queries_for_5_and_500_messages(reviewer, path):
     assert Message.objects.replies().count() == 500
     assert small == large
     assert large <= MAX_QUERIES
+
+
+@pytest.mark.parametrize("stale", [False, True])
+def test_an_htmx_approve_runs_a_fixed_number_of_queries(reviewer, stale, django_assert_num_queries):
+    client = Client()
+    client.login(username="dana", password=PASSWORD)  # a real session: its queries count
+    rootstate.get_root()
+    draft = stale_draft()[0] if stale else make_reply()
+    with django_assert_num_queries(APPROVE_QUERIES):
+        response = client.post(
+            url("approve", draft), {"confirm_stale": "1"} if stale else {}, **HTMX
+        )
+    assert response.status_code == 200 and ">Undo</button>" in response.content.decode()
+    assert fresh(draft).status == Status.APPROVED
