@@ -13,6 +13,8 @@ from django.views.decorators.http import require_safe
 from statecore import stats
 from statecore.models import Status
 
+from . import queue
+
 # The chart's drawing box (SVG user units; CSS scales it to the page).
 CHART_WIDTH = 840
 CHART_HEIGHT = 160
@@ -84,20 +86,8 @@ def chart(hours: list[stats.Hour]) -> dict:
 
 
 def duration(value: timedelta | None) -> str:
-    """A wait as people say it: 45 s, 12 min, 3 h 20 min, 2 d 4 h."""
-    if value is None:
-        return "n/a"
-    seconds = int(value.total_seconds())
-    if seconds < 60:
-        return f"{seconds} s"
-    minutes = seconds // 60
-    if minutes < 60:
-        return f"{minutes} min"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 24:
-        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
-    days, hours = divmod(hours, 24)
-    return f"{days} d {hours} h" if hours else f"{days} d"
+    """A wait as people say it (45 s, 12 min, 3 h 20 min, 2 d 4 h), as the queue says it."""
+    return "n/a" if value is None else queue.age(value.total_seconds())
 
 
 def _waits(title: str, what: str, waits: stats.Waits) -> dict:
