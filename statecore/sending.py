@@ -101,11 +101,12 @@ def claim_next(worker: str, *, lease: float, now: datetime | None = None) -> Mes
 
 
 def _guarded_claim(pk: int, worker: str, now: datetime, lease: float) -> bool:
-    # The row count decides: 0 means someone else claimed it, or it was undone.
+    # The row count decides: 0 means someone else claimed it, or it was undone
+    # (and maybe approved again since, with a fresh Undo window: still claimable() checks).
     return (
-        Message.objects.filter(pk=pk, status=Status.APPROVED, claimed_at__isnull=True).update(
-            claimed_by=worker[:150], claimed_at=now, lease_until=now + timedelta(seconds=lease)
-        )
+        claimable(now)
+        .filter(pk=pk)
+        .update(claimed_by=worker[:150], claimed_at=now, lease_until=now + timedelta(seconds=lease))
         == 1
     )
 

@@ -242,6 +242,26 @@ def test_a_reply_inside_the_undo_window_is_not_claimed(ready, settings):
     lifecycle.undo(young.message_id, actor="r", source=Source.WEB)
 
 
+def test_a_reply_undone_and_approved_again_after_it_was_picked_keeps_its_new_undo_window(
+    ready, settings
+):
+    settings.APPROVAL_GRACE_SECONDS = 10
+    reply = make_reply(Status.APPROVED)
+    Message.objects.filter(pk=reply.pk).update(
+        status_updated_at=clock.now() - timedelta(seconds=11)
+    )
+    picked = list(sending.claimable(clock.now()).values_list("pk", flat=True))
+    assert picked == [reply.pk]
+    # Between the pick and the claim, the reviewer undoes and approves again.
+    lifecycle.undo(reply.message_id, actor="r", source=Source.WEB)
+    lifecycle.approve(reply.message_id, actor="r", source=Source.WEB)
+
+    # The guarded claim of the row picked before is what must refuse it.
+    assert sending._guarded_claim(picked[0], "worker-a", clock.now(), 60) is False
+    assert fresh(reply).claimed_at is None
+    lifecycle.undo(reply.message_id, actor="r", source=Source.WEB)
+
+
 def test_the_claim_writes_a_lease_longer_than_the_longest_send(ready):
     reply = make_reply(Status.APPROVED)
     config = rootstate.retry_config()
