@@ -17,29 +17,18 @@ from django.db import connection
 from django.utils import timezone
 
 from .clock import parse_timestamp
-from .messagedata import message_values
+from .messagedata import COLUMN_NAMES, message_values
 from .models import Message
 
 BATCH_SIZE = 2000
+# The columns message_values makes, then those an import sets the same for all.
 INSERT_FIELDS = [
-    "message_id",
-    "status",
+    *COLUMN_NAMES,
     "position",
-    "sender",
-    "sender_name",
-    "author",
-    "recipient",
-    "chat",
-    "body",
-    "is_group",
-    "reply_to",
-    "timestamp",
-    "status_updated_at",
     "status_changed_by",
     "claimed_by",
     "claimed_at",
     "lease_until",
-    "raw",
 ]
 # SQLite's page cache while importing (KiB, negative = size): the indexes of a
 # large import do not fit the default 2 MB and are re-read from disk otherwise.
@@ -58,17 +47,8 @@ def _rows(messages, keep, tz, to_time) -> Iterator[tuple]:
         for index, obj in enumerate(items):
             if keep is not None and keep[obj["id"]] != (status, index):
                 continue
-            (mid, _, sender, name, author, recipient, chat, body, group, reply_to,
-             stamp, updated, raw) = message_values(obj, status, tz=tz, to_time=to_time)  # fmt: skip
-            yield (
-                mid, status, index, sender, name, author, recipient, chat, body, group,
-                reply_to, stamp, updated,
-                "",  # status_changed_by
-                "",  # claimed_by
-                None,  # claimed_at
-                None,  # lease_until
-                raw,
-            )  # fmt: skip
+            # position, status_changed_by, claimed_by, claimed_at, lease_until
+            yield (*message_values(obj, status, tz=tz, to_time=to_time), index, "", "", None, None)
 
 
 _UTC_NAMES = {
