@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: run test test-pg bench screenshot lint check-deploy chromium clean
+.PHONY: run test test-pg bench screenshot lint check-deploy chromium qr-reader clean
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -36,7 +36,20 @@ chromium:
 		exit 1; \
 	fi
 
-test: venv chromium
+# The session page's browser test reads the drawn QR back with Debian's zbar-tools
+# (zbarimg): installed here when we are root, otherwise we stop and say how.
+qr-reader:
+	@if command -v zbarimg >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "Installing Debian's zbar-tools (zbarimg) for the browser tests..."; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq zbar-tools >/dev/null; \
+	else \
+		echo "The browser tests read QR codes back with zbarimg. Install it with:"; \
+		echo "    sudo apt-get install -y zbar-tools"; \
+		exit 1; \
+	fi
+
+test: venv chromium qr-reader
 	$(PY) -m pytest
 
 lint: venv

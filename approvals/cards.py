@@ -19,7 +19,8 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.dates import MONTHS_3
 
-from statecore.messagedata import chat_of
+from statecore import whatsapp
+from statecore.messagedata import chat_of, reply_address
 from statecore.models import Message, Status
 
 # A stale card shows the last few newer messages; the rest are counted.
@@ -289,6 +290,13 @@ class Card:
     @property
     def recipient(self) -> str:
         return phone(self.msg.recipient) or "(no recipient)"
+
+    @cached_property
+    def unreachable(self) -> str:
+        """Why the gateway in use cannot deliver this reply, "" when it can: said on the
+        card before anyone approves it (from the message it answers, already loaded)."""
+        original = self.incoming.sender if self.incoming else ""
+        return whatsapp.cannot_reach(reply_address(self.msg.recipient, original))
 
     @property
     def sender_name(self) -> str:

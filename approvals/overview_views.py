@@ -11,7 +11,7 @@ from django.shortcuts import render
 from django.views.decorators.http import require_safe
 
 from statecore import stats
-from statecore.models import Status
+from statecore.models import DraftAttempt, Status
 
 from . import queue
 
@@ -125,6 +125,7 @@ def overview(request: HttpRequest) -> HttpResponse:
             _waits("Approval to sent", "replies sent", figures.send_waits),
         ],
         "chart": chart(figures.hours),
+        "drafting_failed": DraftAttempt.objects.filter(outcome=DraftAttempt.Outcome.FAILED).count(),
         "sender_silent": silent,
         "heartbeat_age": duration(figures.now - heartbeat.beat_at) if heartbeat else None,
         "oldest_wait": duration(figures.now - figures.oldest_pending.timestamp)

@@ -19,7 +19,7 @@ from django.conf import settings
 from django.db.models import Count, F, Q, QuerySet
 from django.db.models.functions import Length
 
-from statecore.lifecycle import MoveRefused
+from statecore.lifecycle import MoveRefused, Refusal
 from statecore.models import Message, Status
 
 from .cards import Card, CardPage, age
@@ -192,7 +192,7 @@ def status_notice(status: str | None, actor: str, when: datetime | None, *, now:
 
 def refusal_notice(exc: MoveRefused, *, now: datetime) -> str:
     """The notice for a move the lifecycle refused (someone else was first)."""
-    if exc.actual is not None and exc.reason and "claimed" in exc.reason:
+    if exc.code == Refusal.CLAIMED:
         return "Already claimed for sending: it can no longer be undone."
     return status_notice(exc.actual, exc.last_actor, exc.last_changed_at, now=now)
 

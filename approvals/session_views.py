@@ -8,7 +8,7 @@ statecore, never here.
 
 from __future__ import annotations
 
-import json
+import logging
 from datetime import timedelta
 
 import segno
@@ -20,13 +20,14 @@ from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRefresh
 
-from statecore import clock, rootstate, session, session_events, session_health
-from statecore.gateway import GatewayError
-from statecore.models import Heartbeat, Source
+from statecore import clock, rootstate, session, session_check, session_events, whatsapp
+from statecore.models import GatewayState, Heartbeat, Source
 from statecore.sending import HEARTBEAT_NAME
 
 from .access import actor, signed_in
 from .session_forms import MarkInvalidForm
+
+log = logging.getLogger(__name__)
 
 TEMPLATE = "approvals/session.html"
 # The sender polls every few seconds; a beat older than this means it is not running.
@@ -53,8 +54,11 @@ def session_page(request: HttpRequest) -> HttpResponse:
 @signed_in
 def check_now(request: HttpRequest) -> HttpResponse:
     _require_staff(request)
-    with session_health.gateway_client(status_timeout=session_health.PAGE_STATUS_TIMEOUT) as client:
-        result = session_health.check_gateway(client, actor=actor(request), source=Source.WEB)
+    with whatsapp.gateway(status_timeout=session_check.PAGE_STATUS_TIMEOUT) as gateway:
+        # A person's check: it also lifts a person's earlier "Mark invalid".
+        result = session_check.check(
+            gateway, actor=actor(request), source=Source.WEB, by_person=True
+        )
     if not result.reachable:
         messages.error(request, f"The gateway did not answer: {result.error}")
     elif result.report.valid:
@@ -72,7 +76,7 @@ def mark_invalid(request: HttpRequest) -> HttpResponse:
     if not form.is_valid():
         return render(request, TEMPLATE, _context(request, form=form), status=422)
     reason = form.cleaned_data["reason"]
-    session.mark_invalid(reason, actor=actor(request), source=Source.WEB)
+    session.mark_invalid(reason, actor=actor(request), source=Source.WEB, by_person=True)
     messages.warning(request, f"The session is marked invalid: {reason}")
     return redirect("approvals:session")
 
@@ -86,43 +90,55 @@ def _context(request: HttpRequest, form: MarkInvalidForm | None = None) -> dict:
     root = rootstate.get_root()
     stored = rootstate.session_data(root)
     report = session.check(stored)
-    qr = session_events.latest_qr() if not report.valid else None
+    # Read, never created here: a GET records nothing, not even an empty row.
+    gateway_state = GatewayState.objects.filter(pk=1).first() or GatewayState()
+    qr = session_events.latest_qr() if gateway_state.qr and not report.valid else None
     return {
         "report": report,
         "stored": stored,
         "invalidated_at": clock.parse_timestamp(stored.get("invalidated_at")),
         "account": rootstate.part(root, "account_info", {}) or {},
-        "api_endpoint": rootstate.api_endpoint(root),
+        "gateway_kind": whatsapp.kind(),
+        "gateway_address": whatsapp.address(),
+        "gateway_state": gateway_state,
         "qr": qr,
         "qr_svg": _qr_svg(qr.text) if qr else "",
-        # Poll while a scan is wanted: a fresh QR arrives every ~20 s.
-        "polling": not report.valid and stored.get("requires_qr") is True,
+        # Poll while WhatsApp waits for a login: the loop records a fresh QR every ~20 s.
+        "polling": not report.valid
+        and (
+            stored.get("requires_qr") is True
+            or gateway_state.state in ("needs_qr", "needs_pairing")
+        ),
         "heartbeat": _heartbeat(),
-        "events": [_event_row(event) for event in session_events.recent(20)],
+        "events": session_events.recent(20),
         "form": form or MarkInvalidForm(),
         "live": None,
     }
 
 
 def _qr_svg(text: str) -> str:
+    """The QR drawn as SVG, or "" when it cannot be drawn (the page then shows it as text)."""
+    try:
+        qr = segno.make(text, error="l")
+    except (segno.DataOverflowError, ValueError) as exc:
+        log.warning("the gateway's QR (%d characters) cannot be drawn: %s", len(text), exc)
+        return ""
     # segno draws the code as path data: the QR text itself never enters the markup.
-    svg = segno.make(text, error="l").svg_inline(
+    svg = qr.svg_inline(
         scale=5, border=4, svgclass="qr-code", lineclass=None, light="#fff", omitsize=True
     )
     return mark_safe(svg)  # generated here from path data only: no outside text in it
 
 
 def _live_status() -> dict:
-    """The gateway's /status now, within the page timeout; nothing is recorded."""
-    url = rootstate.api_endpoint()
-    try:
-        with session_health.gateway_client(
-            status_timeout=session_health.PAGE_STATUS_TIMEOUT
-        ) as client:
-            ready = client.status()
-    except GatewayError as exc:
-        return {"url": url, "answered": False, "ready": False, "error": str(exc)}
-    return {"url": url, "answered": True, "ready": ready, "error": ""}
+    """The gateway's status now, within the page timeout; nothing is recorded (a GET)."""
+    with whatsapp.gateway(status_timeout=session_check.PAGE_STATUS_TIMEOUT) as gateway:
+        url = gateway.address
+        try:
+            status = gateway.status()
+        except whatsapp.GatewayUnavailable as exc:
+            return {"url": url, "answered": False, "ready": False, "error": str(exc)}
+    return {"url": url, "answered": True, "ready": status.ready, "error": "", "status": status}
 
 
 def _heartbeat() -> dict | None:
@@ -139,17 +155,3 @@ def _heartbeat() -> dict | None:
         "last_sent": clock.parse_timestamp(beat.detail.get("last_sent")),
         "worker": beat.detail.get("worker") or "",
     }
-
-
-def _event_row(event) -> dict:
-    try:
-        payload = json.loads(event.payload)
-    except ValueError:
-        payload = {}
-    detail = {
-        "qr": "a QR code to scan",
-        "disconnected": payload.get("reason"),
-        "auth_failure": payload.get("message"),
-        "change_state": payload.get("state"),
-    }.get(event.event)
-    return {"event": event.event, "received_at": event.received_at, "detail": detail or ""}

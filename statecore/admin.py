@@ -33,6 +33,7 @@ from .messagedata import message_columns
 from .models import (
     AuditEvent,
     GatewayEvent,
+    GatewayState,
     Heartbeat,
     Incident,
     Message,
@@ -583,6 +584,27 @@ class GatewayEventAdmin(ReadOnlyAdmin):
     @admin.display(description="payload")
     def short_payload(self, obj: GatewayEvent) -> str:
         return Truncator(obj.payload).chars(100)
+
+
+@admin.register(GatewayState)
+class GatewayStateAdmin(ReadOnlyAdmin):
+    """What the gateway last said; written only by the session verbs (see /session/)."""
+
+    list_display = ["state", "reason", "code", "seen_at", "repeats", "held_reason", "last_poll_at"]
+    fields = [
+        "state",
+        "reason",
+        "code",
+        "seen_at",
+        "repeats",
+        "qr_seen_at",
+        "pairing_code",
+        "held_reason",
+        "held_by",
+        "last_poll_at",
+        "inbound_gap",
+        "inbound_gap_at",
+    ]
 
 
 @admin.register(Heartbeat)

@@ -23,6 +23,13 @@ log = logging.getLogger(__name__)
 
 SESSION_INVALID = "session_invalid"
 SEND_DELAY = "send_delay"
+# The gateway refused our address, key or instance: sending is paused for everyone.
+GATEWAY_CONFIG = "gateway_config"
+SUBJECTS = {
+    SESSION_INVALID: "WhatsApp session not valid",
+    SEND_DELAY: "Replies are not going out",
+    GATEWAY_CONFIG: "The gateway refuses the dashboard's settings",
+}
 
 
 def check_incidents(*, now: datetime | None = None) -> list[Incident]:
@@ -35,8 +42,20 @@ def check_incidents(*, now: datetime | None = None) -> list[Incident]:
             if incident is not None:
                 opened.append(incident)
         else:
-            Incident.objects.filter(kind=kind, resolved_at__isnull=True).update(resolved_at=now)
+            resolve(kind, now=now)
     return opened
+
+
+def report(kind: str, summary: str, *, now: datetime | None = None) -> Incident | None:
+    """Open an incident the caller saw (not one computed from the state), mailed once."""
+    return _open(kind, summary, now or clock.now())
+
+
+def resolve(kind: str, *, now: datetime | None = None) -> int:
+    """Close the open incident of `kind`, if any: the condition has cleared."""
+    return Incident.objects.filter(kind=kind, resolved_at__isnull=True).update(
+        resolved_at=now or clock.now()
+    )
 
 
 def open_incidents() -> list[Incident]:
@@ -75,13 +94,9 @@ def _open(kind: str, summary: str, now: datetime) -> Incident | None:
             incident = Incident.objects.create(kind=kind, opened_at=now, summary=summary)
     except IntegrityError:
         return None  # another poller opened it a moment ago, and mails it
-    subject = {
-        SESSION_INVALID: "WhatsApp session not valid",
-        SEND_DELAY: "Replies are not going out",
-    }
     try:
         mail_admins(
-            subject[kind],
+            SUBJECTS[kind],
             f"{summary}\n\nOpened at {clock.local_iso(now)}. You get one mail per incident; "
             "the next one comes only after this one has cleared.",
         )

@@ -14,7 +14,7 @@ def now() -> datetime:
 
 def local_iso(moment: datetime | None = None) -> str:
     """`datetime.now().isoformat()` as the scripts write it: naive local time."""
-    moment = moment or timezone.now()
+    moment = moment or now()
     return timezone.localtime(moment).replace(tzinfo=None).isoformat()
 
 

@@ -14,6 +14,7 @@ from django.http import Http404, HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from . import session, session_events
+from .whatsapp.wwebjs_events import EventRefused, parse_event
 
 
 @csrf_exempt
@@ -31,8 +32,8 @@ def events(request: HttpRequest) -> JsonResponse:
     if not hmac.compare_digest(credentials.strip().encode(), token.encode()):
         return _error(401, "wrong token")
     try:
-        event = session_events.parse_event(request.body)
-    except session_events.EventRefused as exc:
+        event = parse_event(request.body)
+    except EventRefused as exc:
         return _error(400, str(exc))
     row = session_events.apply_event(event)
     return JsonResponse(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable
+from enum import StrEnum
 
 from django.db import IntegrityError, transaction
 from django.db.models import Q
@@ -42,9 +43,19 @@ MAX_REPLY_LENGTH = 65_536
 NOT_CLAIMED = Q(claimed_at__isnull=True)
 
 
+class Refusal(StrEnum):
+    """Why a move was refused: what callers decide on (never the sentence)."""
+
+    NOT_FOUND = "not_found"  # no message with this id
+    NOT_ALLOWED = "not_allowed"  # the table has no such move from where it is
+    WRONG_STATUS = "wrong_status"  # allowed in general, but it is not where the caller saw it
+    CLAIMED = "claimed"  # a sender holds it (too late to undo)
+    NOT_CLAIM_HOLDER = "not_claim_holder"  # a worker records a reply it no longer holds
+
+
 class MoveRefused(ValueError):
     """A move the lifecycle does not allow now. Names the message, its actual
-    status and who moved it last."""
+    status and who moved it last; `code` says why, for callers to decide on."""
 
     def __init__(
         self,
@@ -55,8 +66,10 @@ class MoveRefused(ValueError):
         last_actor: str = "",
         last_changed_at=None,
         reason: str = "",
+        code: Refusal = Refusal.WRONG_STATUS,
     ) -> None:
         self.message_id = message_id
+        self.code = code
         self.actual = actual
         self.wanted = wanted
         self.last_actor = last_actor
@@ -80,7 +93,7 @@ class MoveRefused(ValueError):
 
 class MessageNotFound(MoveRefused, LookupError):
     def __init__(self, message_id: str, wanted: str = "") -> None:
-        super().__init__(message_id, actual=None, wanted=wanted)
+        super().__init__(message_id, actual=None, wanted=wanted, code=Refusal.NOT_FOUND)
 
 
 def is_allowed(from_status: str, to_status: str) -> bool:
@@ -100,6 +113,7 @@ def move(
     drop_keys: Iterable[str] = (),
     guard: Q | None = None,
     guard_reason: str = "",
+    guard_code: Refusal = Refusal.WRONG_STATUS,
     release_lease: bool = False,
 ) -> Message:
     """Move one message to `to_status` if the lifecycle allows it from where it is.
@@ -116,12 +130,15 @@ def move(
             raise MessageNotFound(message_id, to_status)
         action = ALLOWED_MOVES.get((msg.status, to_status))
         allowed_from = set(expected) if expected is not None else None
-        if action is None or (allowed_from is not None and msg.status not in allowed_from):
+        if action is None:
+            raise _refusal(msg, to_status, code=Refusal.NOT_ALLOWED)
+        if allowed_from is not None and msg.status not in allowed_from:
             raise _refusal(msg, to_status)
         # Rules of the move itself, whoever asks for it (a verb, move_message, admin):
         if action == "undo":  # too late once the sender holds it
             guard = NOT_CLAIMED if guard is None else guard & NOT_CLAIMED
             guard_reason = guard_reason or "it has been claimed for sending"
+            guard_code = Refusal.CLAIMED
         elif action == "retry":  # a new send: the failed attempt's lease is over
             release_lease = True
 
@@ -147,7 +164,7 @@ def move(
         if guard is not None:
             cas = cas.filter(guard)
         if cas.update(**changes) != 1:
-            raise _refusal(msg, to_status, reason=guard_reason)
+            raise _refusal(msg, to_status, reason=guard_reason, code=guard_code)
         rootstate.count_arrival(to_status)
         _audit(msg.message_id, action, msg.status, to_status, actor, source, note, detail, now)
         for field, value in changes.items():
@@ -155,7 +172,9 @@ def move(
     return msg
 
 
-def _refusal(msg: Message, to_status: str, reason: str = "") -> MoveRefused:
+def _refusal(
+    msg: Message, to_status: str, reason: str = "", code: Refusal = Refusal.WRONG_STATUS
+) -> MoveRefused:
     return MoveRefused(
         msg.message_id,
         actual=msg.status,
@@ -163,6 +182,7 @@ def _refusal(msg: Message, to_status: str, reason: str = "") -> MoveRefused:
         last_actor=msg.status_changed_by,
         last_changed_at=msg.status_updated_at,
         reason=reason,
+        code=code,
     )
 
 
@@ -273,6 +293,7 @@ def mark_sent(
         detail={"gateway_message_id": gateway_message_id, **(detail or {})},
         guard=Q(claimed_by=worker) if worker else None,
         guard_reason=f"it is not claimed by {worker}",
+        guard_code=Refusal.NOT_CLAIM_HOLDER,
     )
 
 
@@ -297,7 +318,42 @@ def mark_failed(
         detail={"error": error, **(detail or {})},
         guard=Q(claimed_by=worker) if worker else None,
         guard_reason=f"it is not claimed by {worker}",
+        guard_code=Refusal.NOT_CLAIM_HOLDER,
     )
+
+
+def release(message_id: str, reason: str, *, worker: str, actor: str, source: str) -> Message:
+    """Lift `worker`'s claim without a status change: the send was held, nothing went out.
+
+    The reply stays approved with its approval time and queue order, and goes
+    out once the session is back. One audited `send_held` row per hold, not per
+    poll: a reply held again with nothing in between writes none. No
+    `message_log` entry: nothing was sent or failed."""
+    with transaction.atomic():
+        msg = Message.objects.select_for_update().filter(message_id=message_id).first()
+        if msg is None:
+            raise MessageNotFound(message_id, S.APPROVED)
+        held = Message.objects.filter(pk=msg.pk, status=S.APPROVED, claimed_by=worker).update(
+            claimed_by="", claimed_at=None, lease_until=None
+        )
+        if held != 1:
+            code = Refusal.NOT_CLAIM_HOLDER if msg.status == S.APPROVED else Refusal.WRONG_STATUS
+            raise _refusal(msg, S.APPROVED, reason=f"it is not claimed by {worker}", code=code)
+        last = AuditEvent.objects.filter(message_id=message_id).values_list("action", flat=True)
+        if last.first() != "send_held":
+            _audit(
+                message_id,
+                "send_held",
+                S.APPROVED,
+                S.APPROVED,
+                actor,
+                source,
+                reason,
+                {},
+                clock.now(),
+            )
+        msg.claimed_by, msg.claimed_at, msg.lease_until = "", None, None
+    return msg
 
 
 def add_message(message_data: dict, status: str, *, actor: str, source: str) -> Message:

@@ -77,3 +77,12 @@ def message_values(
 def message_columns(obj: dict, status: str, *, tz: tzinfo | None = None) -> dict:
     """The indexed columns of a Message for this object (everything but position)."""
     return dict(zip(COLUMN_NAMES, message_values(obj, status, tz=tz), strict=True))
+
+
+def reply_address(recipient: str, original_sender: str = "") -> str:
+    """Where a reply goes: its recipient, or the address of the message it answers
+    when the recipient is that chat's bare digits (the old assistant cut the `@...`
+    part off, and with it whether the chat is a group or a hidden number)."""
+    if "@" not in recipient and original_sender and chat_of(original_sender) == recipient:
+        return original_sender
+    return recipient

@@ -267,3 +267,55 @@ class Incident(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} since {self.opened_at:%Y-%m-%d %H:%M}"
+
+
+class GatewayState(models.Model):
+    """What the gateway last said about the WhatsApp session, and the QR it showed.
+
+    One row, never exported: `whatsapp_state.json` keeps only its own session
+    keys, and a login QR has no business in that file.
+    """
+
+    state = models.CharField(max_length=20, default="unknown")
+    reason = models.TextField(blank=True)
+    code = models.CharField(max_length=100, blank=True, help_text="The gateway's own word for it")
+    qr = models.TextField(blank=True)
+    pairing_code = models.CharField(max_length=50, blank=True)
+    seen_at = models.DateTimeField(null=True, blank=True, help_text="When the gateway last said it")
+    qr_seen_at = models.DateTimeField(null=True, blank=True)
+    # How many times the same verdict was recorded again (no audit row for a repeat).
+    repeats = models.PositiveIntegerField(default=0)
+    # A person's "Mark invalid" holds until a person checks again or a new login.
+    held_reason = models.TextField(blank=True)
+    held_by = models.CharField(max_length=150, blank=True)
+    # Receiving: the last poll that worked, and what may have been lost.
+    last_poll_at = models.DateTimeField(null=True, blank=True)
+    inbound_gap = models.TextField(blank=True)
+    inbound_gap_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "gateway state"
+        verbose_name_plural = "gateway state"
+        constraints = [models.CheckConstraint(condition=Q(pk=1), name="gateway_state_is_single")]
+
+    def __str__(self) -> str:
+        return f"{self.state}: {self.reason}"
+
+
+class DraftAttempt(models.Model):
+    """The assistant's answer for a customer's message that got no draft (yet)."""
+
+    class Outcome(models.TextChoices):
+        NO_REPLY = "no_reply", "No reply wanted"
+        RETRYING = "retrying", "Drafting failed, will retry"
+        FAILED = "failed", "Drafting failed"
+
+    message_id = models.CharField(max_length=MAX_ID_LENGTH, unique=True)
+    outcome = models.CharField(max_length=20, choices=Outcome.choices)
+    attempts = models.PositiveIntegerField(default=0)
+    next_try_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    updated_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.message_id}: {self.outcome}"

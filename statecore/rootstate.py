@@ -7,6 +7,7 @@ Python values and back so no caller parses the columns itself.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 from django.db import connection, transaction
 
@@ -196,16 +197,28 @@ def _refuse_invalid(key: str, value: object) -> None:
 
 
 def update_part(
-    key: str, change, *, actor: str, source: str, action: str, note: str = ""
+    key: str,
+    change,
+    *,
+    actor: str,
+    source: str,
+    action: str,
+    note: str = "",
+    audit: Callable[[object, object], bool] | None = None,
 ) -> object:
     """Read-modify-write one verbatim part under a row lock, audited.
 
-    `change(old_value) -> new_value` gets the current value (None when missing)."""
+    `change(old_value) -> new_value` gets the current value (None when missing).
+    `audit(before, after)`, when given, decides whether this change earns an
+    audit row (a repeat of the same news does not); an unchanged value is not
+    written at all then."""
     with transaction.atomic():
         get_root()
         root = StateRoot.objects.select_for_update().get(pk=1)
         before = part(root, key, None)
         after = change(json.loads(json.dumps(before)))
+        if audit is not None and after == before:
+            return after
         if after is not None:
             _refuse_invalid(key, after)
         setattr(root, key, None if after is None else dumps_compact(after))
@@ -215,14 +228,15 @@ def update_part(
             StateRoot.objects.filter(pk=1).update(
                 key_order=dumps_compact([*json.loads(root.key_order), key])
             )
-        AuditEvent.objects.create(
-            action=action,
-            actor=actor,
-            source=source,
-            note=note,
-            detail={"key": key, "before": before, "after": after},
-            created_at=clock.now(),
-        )
+        if audit is None or audit(before, after):
+            AuditEvent.objects.create(
+                action=action,
+                actor=actor,
+                source=source,
+                note=note,
+                detail={"key": key, "before": before, "after": after},
+                created_at=clock.now(),
+            )
     return after
 
 

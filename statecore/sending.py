@@ -1,27 +1,35 @@
 """The sender: approved replies out through the gateway, each at most once.
 
 One reply at a time: claim it (a guarded UPDATE that also writes the lease),
-send it outside any transaction, then record `sent` or `failed` through the
-lifecycle with `worker=`, so only the claim holder can record an outcome.
-Several senders may run at once; the guarded UPDATE's row count decides who
-got a reply (on PostgreSQL, `SKIP LOCKED` first keeps them off each other's rows).
+send it outside any transaction, then record the outcome through the
+lifecycle with `worker=`, so only the claim holder can record one. Several
+senders may run at once; the guarded UPDATE's row count decides who got a
+reply (on PostgreSQL, `SKIP LOCKED` first keeps them off each other's rows).
 
-A reply whose outcome may be unknown is never sent again by itself: a timeout
-after the request went out, a 5xx, a garbage answer, or a worker that died
-mid-send (its lease ran out with nothing recorded) all end as `failed` with
-OUTCOME_UNKNOWN, and a person checks the phone before retrying.
+What a send's outcome (GATEWAY.md's common model) means here:
+- `sent`: recorded sent, with the gateway's message id.
+- `not_sent`/`hold` (the session is down), `config` (our address is wrong) and a
+  `retry` that ran out of attempts: nothing went out, so the claim is released
+  (`lifecycle.release`) and the reply keeps its place; it goes out when the
+  gateway can take it. A hold also records the session as down.
+- `not_sent`/`final`: this reply can never go: `failed` at once.
+- `maybe_sent`: never sent again by itself: `failed` with OUTCOME_UNKNOWN, and a
+  person checks the phone. So is a reply whose sender died mid-send (its lease
+  ran out with nothing recorded).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import os
+import random
 import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -30,10 +38,10 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F, Q, QuerySet
 
-from . import alerts, clock, lifecycle, rootstate, session, session_health
-from .gateway import GatewayClient, SendResult, retry_delays, send_with_retries
-from .messagedata import dumps_compact
+from . import alerts, clock, lifecycle, loops, rootstate, session, session_check
+from .messagedata import dumps_compact, reply_address
 from .models import Heartbeat, LogEntry, Message, Source, StateRoot, Status
+from .whatsapp import Gateway, Next, SendOutcome, Sent
 
 log = logging.getLogger(__name__)
 
@@ -42,11 +50,39 @@ HEARTBEAT_NAME = "sender"
 # Covers what is not the send itself: a claim, a record, SQLite's busy wait (20 s).
 LEASE_MARGIN_SECONDS = 60
 BEAT_EVERY_SECONDS = 5.0
+DEFAULT_MAX_RETRIES = 3
+DEFAULT_RETRY_DELAY_SECONDS = 2
+DEFAULT_EXPONENTIAL_BACKOFF = True
+# Pacing: up to this share of SEND_MIN_INTERVAL_SECONDS is added at random.
+PACING_JITTER = 0.25
 
 
 def new_worker_id() -> str:
     """Unique per process start: a restarted worker never passes for its dead self."""
     return f"sender@{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+def retry_delays(retry_config: Mapping[str, Any] | None) -> list[float]:
+    """The waits in seconds before retries 1, 2, ... of a send that certainly did not go.
+
+    `max_retries` counts attempts in all, so there are `max_retries - 1` waits:
+    `retry_delay_seconds * 2**k` before retry k+1 with `exponential_backoff`,
+    `retry_delay_seconds` each time without. Missing keys default to 3, 2 and
+    True. Raises ValueError on a nonsense value."""
+    config = retry_config or {}
+    attempts = config.get("max_retries", DEFAULT_MAX_RETRIES)
+    delay = config.get("retry_delay_seconds", DEFAULT_RETRY_DELAY_SECONDS)
+    exponential = config.get("exponential_backoff", DEFAULT_EXPONENTIAL_BACKOFF)
+    # bool is an int in Python; "max_retries: true" is a typo, not 1.
+    if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
+        raise ValueError(f"retry_config.max_retries must be a whole number >= 1, got {attempts!r}")
+    if isinstance(delay, bool) or not isinstance(delay, int | float) or not 0 <= delay < math.inf:
+        raise ValueError(f"retry_config.retry_delay_seconds must be a number >= 0, got {delay!r}")
+    if not isinstance(exponential, bool):
+        raise ValueError(
+            f"retry_config.exponential_backoff must be true or false, got {exponential!r}"
+        )
+    return [float(delay * 2**k if exponential else delay) for k in range(attempts - 1)]
 
 
 def lease_seconds(retry_config: dict[str, Any], send_timeout: float) -> float:
@@ -150,14 +186,45 @@ def expire_leases(*, actor: str, now: datetime | None = None) -> list[str]:
 @dataclass(frozen=True)
 class Outcome:
     message_id: str
-    status: str  # "sent" | "failed" | "lost" (recorded by someone else meanwhile)
+    status: str  # "sent" | "failed" | "held" | "lost" (recorded by someone else meanwhile)
     error: str = ""
     attempts: int = 0
+    # For "held": what the gateway's not_sent meant (hold, config, retry).
+    held_for: str = ""
+
+
+def send_with_retries(
+    gateway: Gateway,
+    address: str,
+    text: str,
+    *,
+    reply_id: str,
+    delays: list[float],
+    sleep: Callable[[float], object] = time.sleep,
+) -> tuple[SendOutcome, int]:
+    """Send, retrying only a `not_sent`/`retry` after the waits in `delays`.
+
+    Returns the last outcome and the number of /send calls made."""
+    attempt = 0
+    while True:
+        attempt += 1
+        outcome = gateway.send(address, text, reply_id=reply_id)
+        if outcome.next != Next.RETRY or attempt > len(delays):
+            return outcome, attempt
+        wait = delays[attempt - 1]
+        log.warning(
+            "Send %s attempt %d not sent, retrying in %g s: %s",
+            reply_id,
+            attempt,
+            wait,
+            outcome.error,
+        )
+        sleep(wait)
 
 
 def send_claimed(
     msg: Message,
-    client: GatewayClient,
+    gateway: Gateway,
     *,
     worker: str,
     retry_config: dict[str, Any],
@@ -166,61 +233,71 @@ def send_claimed(
     """Send one reply this worker holds the claim of, and record the outcome."""
     if not msg.recipient or not msg.body:
         missing = "recipient" if not msg.recipient else "text"
-        result = None
-        error = f"not sent: the reply has no {missing}"
+        outcome, attempts = SendOutcome.not_sent(Next.FINAL, f"the reply has no {missing}"), 0
     else:
         # No transaction is open here: the network wait holds no lock.
-        result = send_with_retries(
-            client,
-            msg.recipient,
+        outcome, attempts = send_with_retries(
+            gateway,
+            _address(msg),
             msg.body,
-            idempotency_key=msg.message_id,
-            retry_config=retry_config,
+            reply_id=msg.message_id,
+            delays=retry_delays(retry_config),
             sleep=sleep,
         )
-        error = "" if result.ok else _error_text(result)
-    attempts = result.attempts if result else 0
     try:
-        with transaction.atomic():
-            if result is not None and result.ok:
-                lifecycle.mark_sent(
-                    msg.message_id,
-                    actor=worker,
-                    source=Source.WORKER,
-                    gateway_message_id=result.message_id or "",
-                    worker=worker,
-                    detail={"attempts": attempts},
-                )
-                _log_entry(msg, "success", message_id=result.message_id, error=None)
-                return Outcome(msg.message_id, Status.SENT, attempts=attempts)
-            lifecycle.mark_failed(
-                msg.message_id,
-                error,
-                actor=worker,
-                source=Source.WORKER,
-                worker=worker,
-                detail={
-                    "attempts": attempts,
-                    "outcome_unknown": bool(result and result.outcome_unknown),
-                },
-            )
-            _log_entry(msg, "failed", message_id=None, error=error)
-            return Outcome(msg.message_id, Status.FAILED, error=error, attempts=attempts)
+        return _record(msg, outcome, attempts, worker)
     except lifecycle.MoveRefused as exc:
         # Only possible if this worker outlived its lease; the log still tells the truth.
-        if result is not None and result.ok:
-            _log_entry(msg, "success", message_id=result.message_id, error=None)
+        if outcome.ok:
+            _log_entry(msg, "success", message_id=outcome.message_id, error=None)
             log.error("%s was SENT, but could not be recorded as sent: %s", msg.message_id, exc)
         else:
-            log.error("%s: could not record the failure: %s", msg.message_id, exc)
+            log.error("%s: could not record the outcome: %s", msg.message_id, exc)
         return Outcome(msg.message_id, "lost", error=str(exc), attempts=attempts)
 
 
-def _error_text(result: SendResult) -> str:
-    if result.outcome_unknown:
-        return f"{OUTCOME_UNKNOWN} ({result.error})"
-    tries = "attempt" if result.attempts == 1 else "attempts"
-    return f"not sent after {result.attempts} {tries}: {result.error}"
+def _address(msg: Message) -> str:
+    """Where the reply goes: its recipient, or the chat it answers when that says more."""
+    original = ""
+    if msg.reply_to and "@" not in msg.recipient:
+        original = (
+            Message.objects.filter(message_id=msg.reply_to).values_list("sender", flat=True).first()
+            or ""
+        )
+    return reply_address(msg.recipient, original)
+
+
+def _record(msg: Message, outcome: SendOutcome, attempts: int, worker: str) -> Outcome:
+    who = {"actor": worker, "source": Source.WORKER, "worker": worker}
+    if outcome.kind == Sent.NOT_SENT and outcome.next != Next.FINAL:
+        # Nothing went out and the reply could still go: it waits, in its place.
+        with transaction.atomic():
+            lifecycle.release(msg.message_id, outcome.error, **who)
+            if outcome.next == Next.HOLD:
+                session.not_valid(outcome.error, actor=worker, source=Source.WORKER)
+        return Outcome(
+            msg.message_id, "held", error=outcome.error, attempts=attempts, held_for=outcome.next
+        )
+    with transaction.atomic():
+        if outcome.ok:
+            lifecycle.mark_sent(
+                msg.message_id,
+                gateway_message_id=outcome.message_id,
+                detail={"attempts": attempts},
+                **who,
+            )
+            _log_entry(msg, "success", message_id=outcome.message_id, error=None)
+            return Outcome(msg.message_id, Status.SENT, attempts=attempts)
+        unknown = outcome.kind == Sent.MAYBE_SENT
+        error = f"{OUTCOME_UNKNOWN} ({outcome.error})" if unknown else f"not sent: {outcome.error}"
+        lifecycle.mark_failed(
+            msg.message_id,
+            error,
+            detail={"attempts": attempts, "outcome_unknown": unknown},
+            **who,
+        )
+        _log_entry(msg, "failed", message_id=None, error=error)
+        return Outcome(msg.message_id, Status.FAILED, error=error, attempts=attempts)
 
 
 def _log_entry(msg: Message, outcome: str, *, message_id: str | None, error: str | None) -> None:
@@ -247,6 +324,7 @@ def _log_entry(msg: Message, outcome: str, *, message_id: str | None, error: str
 class RunSummary:
     sent: int = 0
     failed: int = 0
+    held: int = 0
     expired: list[str] = field(default_factory=list)
     paused: str = ""
 
@@ -255,27 +333,28 @@ class Sender:
     """One sender worker. `run_once()` is one poll; `run_forever()` is `--loop`.
 
     `say` receives the lines a person should read (paused, resumed, each
-    outcome); `sleep` is what the retry waits call (tests patch it).
+    outcome); `sleep` is what the retry waits and the pacing call (tests patch it).
     """
 
     def __init__(
         self,
-        client: GatewayClient,
+        gateway: Gateway,
         *,
         worker: str | None = None,
         send_timeout: float | None = None,
         say: Callable[[str], object] = log.info,
         sleep: Callable[[float], object] = time.sleep,
     ) -> None:
-        self.client = client
+        self.gateway = gateway
         self.worker = worker or new_worker_id()
-        self.send_timeout = send_timeout if send_timeout is not None else client.send_timeout
+        self.send_timeout = send_timeout if send_timeout is not None else gateway.send_timeout
         self.say = say
         self.sleep = sleep
         self.paused_reason = ""
         # Set to stop after the send in flight (`--loop` sets it on SIGTERM/SIGINT).
         self.stop = threading.Event()
         self._last_beat = 0.0
+        self._last_send_at: float | None = None
 
     def run_once(self) -> RunSummary:
         """Expire dead leases, then send every claimable reply while the session allows."""
@@ -297,13 +376,26 @@ class Sender:
             msg = claim_next(self.worker, lease=lease)
             if msg is None:
                 break
+            self._pace()
             outcome = send_claimed(
-                msg, self.client, worker=self.worker, retry_config=retry_config, sleep=self.sleep
+                msg, self.gateway, worker=self.worker, retry_config=retry_config, sleep=self.sleep
             )
             self._report(outcome, summary)
             self.beat(state="sending")
+            if outcome.status == "held":
+                # The gateway cannot take replies now: the rest wait with this one.
+                summary.paused = f"the gateway did not take the reply: {outcome.error}"
+                self._note_pause(summary.paused)
+                if outcome.held_for == Next.CONFIG:
+                    alerts.report(
+                        alerts.GATEWAY_CONFIG,
+                        f"Sending is paused: {outcome.error}. Check GATEWAY_KIND and the "
+                        f"gateway's address ({self.gateway.address}).",
+                    )
+            elif outcome.status == Status.SENT:
+                alerts.resolve(alerts.GATEWAY_CONFIG)
             # A disconnect reported meanwhile stops the batch (no network call here).
-            if not session.check(session.current()).valid:
+            elif not session.check(session.current()).valid:
                 summary.paused = self._gate()
                 self._note_pause(summary.paused)
         self.beat(state="paused" if summary.paused else "idle", reason=summary.paused, force=True)
@@ -312,37 +404,41 @@ class Sender:
 
     def run_forever(self) -> None:
         """`--loop`: a run every `watcher_config.poll_interval_seconds` until `stop` is set."""
-        while not self.stop.is_set():
-            try:
-                self.run_once()
-            except Exception:
-                # One bad poll (the database restarting, say) must not end the sender.
-                log.exception("sender run failed; trying again next poll")
-            self.stop.wait(_poll_interval())
+        loops.run_loop(self.run_once, interval=loops.poll_interval, stop=self.stop, name="sender")
         self.beat(state="stopped", force=True)
+
+    def _pace(self) -> None:
+        """Leave SEND_MIN_INTERVAL_SECONDS (and a little jitter) between two sends."""
+        if self._last_send_at is not None:
+            interval = settings.SEND_MIN_INTERVAL_SECONDS
+            wanted = interval * (1 + random.uniform(0, PACING_JITTER))
+            wait = self._last_send_at + wanted - time.monotonic()
+            if wait > 0:
+                self.sleep(wait)
+        self._last_send_at = time.monotonic()
 
     def _gate(self) -> str:
         """Why sending must wait now, or "" when the session allows it.
 
         A session whose only fault is a stale `last_validation` is re-checked
-        with /status here, so a healthy session does not stop the sending.
+        with the gateway here, so a healthy session does not stop the sending.
         """
         report = session.check(session.current())
         if report.valid:
             return ""
-        failed = [rule.name for rule in report.rules if not rule.passed]
-        if failed != ["fresh validation"]:
+        failed = {rule.name for rule in report.rules if not rule.passed}
+        # Only the gateway can tell whether WhatsApp works again; a missing session
+        # folder or a person's "Mark invalid" is not for it to lift.
+        if "session folder" in failed or session.gateway_state().held_reason:
             return report.verdict
-        check = session_health.check_gateway(
-            self.client, actor=self.worker, source=Source.WORKER, with_info=False
+        check = session_check.check(
+            self.gateway, actor=self.worker, source=Source.WORKER, with_account=False
         )
         if check.report.valid:
-            self.say(
-                "The session's validation was stale; the gateway says it is ready: validated now."
-            )
+            self.say("The gateway says WhatsApp is ready: validated now.")
             return ""
         if not check.reachable:
-            return f"the session needs a fresh validation and the gateway did not answer: {check.error}"
+            return f"{report.verdict}; the gateway did not answer: {check.error}"
         return check.report.verdict
 
     def _note_pause(self, reason: str) -> None:
@@ -357,6 +453,9 @@ class Sender:
         if outcome.status == Status.SENT:
             summary.sent += 1
             self.say(f"{outcome.message_id}: sent")
+        elif outcome.status == "held":
+            summary.held += 1
+            self.say(f"{outcome.message_id}: not sent, waits for the gateway: {outcome.error}")
         else:
             summary.failed += 1
             self.say(f"{outcome.message_id}: {outcome.status}: {outcome.error}")
@@ -382,8 +481,3 @@ class Sender:
                 },
             },
         )
-
-
-def _poll_interval() -> float:
-    value = rootstate.watcher_config().get("poll_interval_seconds")
-    return float(value) if type(value) in (int, float) and value > 0 else 5.0

@@ -13,8 +13,11 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from django.conf import settings
+from django.db import transaction
 
 from . import clock
+from .models import GatewayState
+from .whatsapp.model import State, Status
 
 DEFAULT_INTERVAL_MINUTES = 30
 
@@ -113,7 +116,13 @@ def _valid_flag_rule(session: dict) -> Rule:
     return Rule("session valid", False, why)
 
 
-# --- Changes to the stored session (audited, one row lock each) -------------------
+# --- The session verbs: every change of the stored session is written here ---------
+#
+# One rule for repeats, whoever reports (the gateway's events, the loops,
+# `check_session`, the page, a script): a change of verdict writes one audit
+# row; the same verdict again writes none (it is counted on GatewayState, and a
+# validation still moves `last_validation` on). A person's "mark invalid" holds
+# until a person checks again or a new login: an automatic "ready" does not lift it.
 
 
 def current() -> dict:
@@ -122,60 +131,214 @@ def current() -> dict:
     return rootstate.session_data()
 
 
+def gateway_state() -> GatewayState:
+    """The one GatewayState row (what the gateway last said; never exported)."""
+    row, _ = GatewayState.objects.get_or_create(pk=1)
+    return row
+
+
+def verdict(data: dict) -> tuple:
+    """What a person would call the session's state; a repeat is the same verdict."""
+    valid = data.get("session_valid") is True
+    return (
+        data.get("authenticated") is True,
+        valid,
+        data.get("requires_qr") is True,
+        None if valid else data.get("invalidation_reason"),
+    )
+
+
 def record_login(
     authenticated: bool, account_info: dict | None = None, *, actor: str, source: str
 ) -> dict:
-    """The old `update_session_status`: the flags follow `authenticated`, validated now."""
-    from django.db import transaction
+    """The scripts' `update_session_status`: the flags follow `authenticated`, validated now.
 
-    from . import rootstate
-
+    True is a new login: it lifts a person's hold."""
     stamp = clock.local_iso()
 
-    def change(session):
-        session = session if isinstance(session, dict) else {}
-        session["authenticated"] = authenticated
-        session["session_valid"] = authenticated
-        session["requires_qr"] = not authenticated
-        session["last_validation"] = stamp
+    def change(data: dict) -> dict:
+        data.update(
+            authenticated=authenticated,
+            session_valid=authenticated,
+            requires_qr=not authenticated,
+            last_validation=stamp,
+        )
         if authenticated:
-            session["last_authenticated"] = stamp
-        return session
+            data["last_authenticated"] = stamp
+        return data
 
     with transaction.atomic():
-        session = rootstate.update_part(
-            "session",
+        if authenticated:
+            _lift_hold()
+        data = _write(
             change,
-            actor=actor,
-            source=source,
             action="session_status",
             note="authenticated" if authenticated else "not authenticated",
+            actor=actor,
+            source=source,
         )
         if account_info is not None:
-            rootstate.update_part(
-                "account_info",
-                lambda _old: {**account_info, "last_updated": stamp},
-                actor=actor,
-                source=source,
-                action="account_info",
+            _write_account(account_info, replace=True, stamp=stamp, actor=actor, source=source)
+    return data
+
+
+def validated(
+    account: dict | None = None, *, actor: str, source: str, by_person: bool = False
+) -> dict:
+    """The gateway says WhatsApp is logged in and connected: validated now.
+
+    `last_authenticated` is not touched (a check, not a new login). An automatic
+    check leaves a person's hold in place; a person's check (`by_person`) lifts it."""
+    stamp = clock.local_iso()
+    with transaction.atomic():
+        if by_person:
+            _lift_hold()
+        elif _held():
+            return current()
+
+        def change(data: dict) -> dict:
+            data.update(
+                authenticated=True, session_valid=True, requires_qr=False, last_validation=stamp
             )
-    return session
+            return data
+
+        data = _write(change, action="session_validated", note="ready", actor=actor, source=source)
+        if account is not None:
+            _write_account(account, replace=False, stamp=stamp, actor=actor, source=source)
+    return data
 
 
-def mark_invalid(reason: str = "Unknown", *, actor: str, source: str) -> dict:
-    """`session_valid` false, a QR scan needed, with the reason and the time."""
-    from . import rootstate
+def not_valid(
+    reason: str,
+    *,
+    actor: str,
+    source: str,
+    needs_qr: bool = False,
+    logged_out: bool = False,
+    by_person: bool = False,
+) -> dict:
+    """`session_valid` false with the reason (and a QR scan needed, logged out, when so).
 
+    `by_person`: a person's mark, which holds against automatic checks."""
+    if not isinstance(reason, str) or not reason.strip():
+        raise ValueError("reason: expected a non-empty string saying why the session is not valid")
     stamp = clock.local_iso()
 
-    def change(session):
-        session = session if isinstance(session, dict) else {}
-        session["session_valid"] = False
-        session["requires_qr"] = True
-        session["invalidation_reason"] = reason
-        session["invalidated_at"] = stamp
-        return session
+    def change(data: dict) -> dict:
+        wanted = dict(data, session_valid=False, invalidation_reason=reason)
+        if needs_qr:
+            wanted["requires_qr"] = True
+        if logged_out:
+            wanted["authenticated"] = False
+        if verdict(wanted) == verdict(data):
+            return data  # the same news again: `invalidated_at` stays when it began
+        wanted["invalidated_at"] = stamp
+        return wanted
+
+    with transaction.atomic():
+        if by_person:
+            GatewayState.objects.filter(pk=gateway_state().pk).update(
+                held_reason=reason, held_by=actor[:150]
+            )
+        return _write(change, action="session_invalid", note=reason, actor=actor, source=source)
+
+
+def mark_invalid(
+    reason: str = "Unknown", *, actor: str, source: str, by_person: bool = False
+) -> dict:
+    """The scripts' `mark_session_invalid` and the page's "Mark invalid": a QR scan needed."""
+    return not_valid(reason, needs_qr=True, actor=actor, source=source, by_person=by_person)
+
+
+def record_status(
+    status: Status,
+    *,
+    actor: str,
+    source: str,
+    account: dict | None = None,
+    by_person: bool = False,
+    new_login: bool = False,
+) -> dict:
+    """Record what the gateway says (the common model's status) on the session.
+
+    A ready after the gateway showed a QR is a new login (someone scanned it)."""
+    now = clock.now()
+    with transaction.atomic():
+        row = GatewayState.objects.select_for_update().get(pk=gateway_state().pk)
+        new_login = new_login or (status.ready and row.state in _LOGIN_STATES)
+        _remember(row, status, now)
+        if status.ready and new_login:
+            return record_login(True, account, actor=actor, source=source)
+        if status.ready:
+            return validated(account, actor=actor, source=source, by_person=by_person)
+        return not_valid(
+            status.reason,
+            needs_qr=status.needs_login,
+            logged_out=status.logged_out,
+            actor=actor,
+            source=source,
+        )
+
+
+_LOGIN_STATES = (State.NEEDS_QR, State.NEEDS_PAIRING)
+
+
+def _remember(row: GatewayState, status: Status, now) -> None:
+    same = (row.state, row.reason, row.code) == (status.state.value, status.reason, status.code)
+    row.repeats = row.repeats + 1 if same else 0
+    row.state, row.reason, row.code = status.state.value, status.reason[:2000], status.code[:100]
+    row.seen_at = now
+    if status.qr and status.qr != row.qr:
+        row.qr, row.qr_seen_at = status.qr, now
+    elif not status.qr and status.state != State.NEEDS_QR:
+        row.qr, row.qr_seen_at = "", None
+    row.pairing_code = status.pairing_code[:50]
+    row.save()
+
+
+def _held() -> bool:
+    return bool(gateway_state().held_reason)
+
+
+def _lift_hold() -> None:
+    GatewayState.objects.filter(pk=gateway_state().pk).exclude(held_reason="").update(
+        held_reason="", held_by=""
+    )
+
+
+def _write(change, *, action: str, note: str, actor: str, source: str) -> dict:
+    from . import rootstate
 
     return rootstate.update_part(
-        "session", change, actor=actor, source=source, action="session_invalid", note=reason
+        "session",
+        lambda old: change(_as_dict(old)),
+        action=action,
+        note=note,
+        actor=actor,
+        source=source,
+        audit=lambda before, after: verdict(_as_dict(before)) != verdict(_as_dict(after)),
     )
+
+
+def _write_account(account: dict, *, replace: bool, stamp: str, actor: str, source: str) -> None:
+    from . import rootstate
+
+    def change(old: object) -> dict:
+        return {**({} if replace else _as_dict(old)), **account, "last_updated": stamp}
+
+    def without_time(value: object) -> dict:
+        return {k: v for k, v in _as_dict(value).items() if k != "last_updated"}
+
+    # The same account again is a repeat: its time moves on, the audit log does not.
+    rootstate.update_part(
+        "account_info",
+        change,
+        action="account_info",
+        actor=actor,
+        source=source,
+        audit=lambda before, after: without_time(before) != without_time(after),
+    )
+
+
+def _as_dict(value: object) -> dict:
+    return dict(value) if isinstance(value, dict) else {}

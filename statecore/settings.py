@@ -255,3 +255,15 @@ OVERDUE_MINUTES = env_int("OVERDUE_MINUTES", 15, minimum=1)
 SEND_DELAY_ALERT_MINUTES = env_int("SEND_DELAY_ALERT_MINUTES", 10, minimum=1)
 # Shared secret of the gateway's POST /gateway/events; empty turns the endpoint off (404).
 GATEWAY_TOKEN = env_str("GATEWAY_TOKEN")
+# Which gateway speaks to WhatsApp (statecore/whatsapp/): `wwebjs` is the scripts' own
+# whatsapp-web.js service, at the state's `api_endpoint`.
+GATEWAY_KIND = env_str("GATEWAY_KIND", "wwebjs").strip() or "wwebjs"
+if GATEWAY_KIND not in {"wwebjs"}:
+    raise ImproperlyConfigured(f"GATEWAY_KIND: expected wwebjs, got {GATEWAY_KIND!r}")
+# The least time between two sends of one sender (plus a little jitter), so a backlog
+# drains at a human pace and not in a burst that gets a number banned.
+SEND_MIN_INTERVAL_SECONDS = float(env_int("SEND_MIN_INTERVAL_SECONDS", 2))
+# ASSISTANT: the dotted path of `draft_reply(message: dict) -> str | None`, called by the
+# receiving loop for each customer message without a draft; empty: nobody drafts.
+ASSISTANT = env_str("ASSISTANT").strip()
+ASSISTANT_TIMEOUT_SECONDS = env_int("ASSISTANT_TIMEOUT_SECONDS", 60, minimum=1)

@@ -107,6 +107,20 @@ class StateManager:
             return [Message(raw=raw).data for raw in reversed(list(newest))]
         return [Message(raw=raw).data for raw in rows.in_list_order().values_list("raw", flat=True)]
 
+    def get_undrafted_messages(self, limit: int | None = None) -> list[dict]:
+        """The incoming messages that have no reply yet (and that the assistant did not
+        settle as no reply wanted / drafting failed), oldest first: for scripts that draft
+        on their own. `limit=N`: the oldest N. A second draft for one message is refused
+        by its id, whoever drafts first."""
+        if limit is not None and (
+            isinstance(limit, bool) or not isinstance(limit, int) or limit < 0
+        ):
+            raise ValueError(f"limit: expected a whole number >= 0 or None, got {limit!r}")
+        from .drafting import undrafted
+
+        rows = undrafted().values_list("raw", flat=True)
+        return [Message(raw=raw).data for raw in (rows if limit is None else rows[:limit])]
+
     def clear_messages(self, status: MessageStatus | str) -> None:
         lifecycle.clear_list(_status(status), **self._who())
 

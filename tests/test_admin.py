@@ -16,6 +16,7 @@ from statecore import clock, lifecycle, rootstate
 from statecore.models import (
     AuditEvent,
     GatewayEvent,
+    GatewayState,
     Heartbeat,
     Incident,
     LogEntry,
@@ -582,7 +583,7 @@ def test_a_message_and_its_audit_events_link_to_each_other(client, superuser):
 
 @pytest.mark.parametrize(
     "model",
-    [LogEntry, GatewayEvent, Heartbeat, Incident],
+    [LogEntry, GatewayEvent, GatewayState, Heartbeat, Incident],
 )
 def test_records_are_read_only(client, superuser, model):
     name = model._meta.model_name

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from datetime import timedelta
 
@@ -9,10 +10,18 @@ import pytest
 from django.core import mail
 from django.db import connection
 
-from statecore import alerts, clock, session_events
-from statecore.models import Incident, Message, Status
+from statecore import alerts, clock, session_check, session_events, whatsapp
+from statecore.models import AuditEvent, Incident, Message, Source, Status
+from statecore.sending import Sender
+from statecore.whatsapp.standin_wwebjs import NOT_READY_ERROR
+from statecore.whatsapp.wwebjs_events import parse_event
 from tests.factories import make_reply
-from tests.session_helpers import valid_session
+from tests.session_helpers import use_gateway, valid_session
+
+
+def apply(body: dict) -> None:
+    """A gateway event, as POST /gateway/events would apply it."""
+    session_events.apply_event(parse_event(json.dumps(body).encode()))
 
 
 @pytest.fixture
@@ -28,7 +37,7 @@ def test_nothing_wrong_sends_nothing(healthy):
 
 
 def test_an_invalid_session_mails_the_admins_once_per_incident(healthy):
-    session_events.apply_event({"event": "disconnected", "reason": "LOGOUT"})
+    apply({"event": "disconnected", "reason": "LOGOUT"})
 
     for _ in range(5):  # five polls
         alerts.check_incidents()
@@ -42,17 +51,17 @@ def test_an_invalid_session_mails_the_admins_once_per_incident(healthy):
 
 
 def test_the_incident_is_resolved_when_the_session_is_valid_and_a_new_one_mails_again(healthy):
-    session_events.apply_event({"event": "disconnected", "reason": "LOGOUT"})
+    apply({"event": "disconnected", "reason": "LOGOUT"})
     alerts.check_incidents()
 
-    session_events.apply_event({"event": "ready"})
+    apply({"event": "ready"})
     alerts.check_incidents()
 
     assert alerts.open_incidents() == []
     assert Incident.objects.get().resolved_at is not None
     assert len(mail.outbox) == 1
 
-    session_events.apply_event({"event": "auth_failure", "message": "bad"})
+    apply({"event": "auth_failure", "message": "bad"})
     alerts.check_incidents()
     alerts.check_incidents()
 
@@ -81,11 +90,58 @@ def test_replies_waiting_too_long_mail_once_and_resolve_when_sent(healthy):
     assert len(mail.outbox) == 1
 
 
+def test_a_reply_held_by_a_gateway_that_is_not_ready_mails_about_the_session_not_the_phone(
+    healthy, settings, fake_gateway
+):
+    settings.APPROVAL_GRACE_SECONDS = 0
+    settings.SEND_MIN_INTERVAL_SECONDS = 0
+    use_gateway(fake_gateway.url)
+    reply = make_reply(Status.APPROVED)
+    Message.objects.filter(pk=reply.pk).update(
+        status_updated_at=clock.now() - timedelta(minutes=11)
+    )
+    fake_gateway.go_not_ready()
+
+    with whatsapp.gateway(send_timeout=15) as gateway:
+        real_send, sends = gateway.send, []
+
+        def send(address, text, **kwargs):
+            sends.append(address)
+            assert len(sends) <= 5, "the sender keeps calling /send"
+            return real_send(address, text, **kwargs)
+
+        gateway.send = send
+        sender = Sender(gateway, sleep=lambda seconds: None)
+        sender.run_once()  # the /send is held; the run ends with the incident check
+        sender.run_once()
+
+        # One mail per incident: the session, in the gateway's words, and the reply
+        # waiting since its approval (a hold keeps that time).
+        by_subject = {m.subject.split("] ")[-1]: m.body for m in mail.outbox}
+        assert sorted(by_subject) == ["Replies are not going out", "WhatsApp session not valid"]
+        assert NOT_READY_ERROR in by_subject["WhatsApp session not valid"]
+        assert (
+            "1 approved reply has waited more than 10 minutes"
+            in by_subject["Replies are not going out"]
+        )
+        assert not any("phone" in body or "outcome unknown" in body for body in by_subject.values())
+        assert AuditEvent.objects.filter(action="mark_failed").count() == 0
+
+        fake_gateway.scan()
+        # The receiving loop's /status watch records the session ready again.
+        session_check.check(gateway, actor="receiver", source=Source.WORKER)
+        sender.run_once()
+
+    assert Message.objects.get(pk=reply.pk).status == Status.SENT
+    assert alerts.open_incidents() == []
+    assert len(mail.outbox) == 2
+
+
 @pytest.mark.django_db(transaction=True)
 def test_two_pollers_at_once_still_send_one_mail(settings, tmp_path):
     settings.ADMINS = [("Ops", "ops@example.com")]
     valid_session(settings, tmp_path)
-    session_events.apply_event({"event": "disconnected", "reason": "LOGOUT"})
+    apply({"event": "disconnected", "reason": "LOGOUT"})
     start = threading.Barrier(4)
 
     def poll():
@@ -107,7 +163,7 @@ def test_two_pollers_at_once_still_send_one_mail(settings, tmp_path):
 
 def test_a_mail_that_cannot_be_sent_keeps_the_incident_open_without_a_storm(healthy, settings):
     settings.EMAIL_BACKEND = "tests.test_alerts.BrokenBackend"
-    session_events.apply_event({"event": "disconnected", "reason": "LOGOUT"})
+    apply({"event": "disconnected", "reason": "LOGOUT"})
 
     alerts.check_incidents()
     alerts.check_incidents()

@@ -8,12 +8,27 @@ from datetime import timedelta
 import pytest
 
 from statecore import clock, session, session_events
-from statecore.models import AuditEvent, GatewayEvent
+from statecore.models import AuditEvent, GatewayEvent, Source
 from statecore.statefile import export_bytes
+from statecore.whatsapp.wwebjs_events import parse_event
 from tests.session_helpers import set_session, valid_session
 
 TOKEN = "s3cret-gateway-token"
 URL = "/gateway/events"
+# The session keys whatsapp_state.json has always had: the events add none.
+SESSION_KEYS = {
+    "authenticated",
+    "session_valid",
+    "requires_qr",
+    "session_path",
+    "last_validation",
+    "last_authenticated",
+    "validation_interval_minutes",
+    "invalidation_reason",
+    "invalidated_at",
+}
+# What one event costs at most, the GatewayState row's first write included.
+MAX_QUERIES = 20
 
 
 @pytest.fixture
@@ -22,13 +37,22 @@ def token(settings):
     return TOKEN
 
 
+def apply(body: dict):
+    """Apply one event the way the endpoint does: parsed from its JSON bytes."""
+    return session_events.apply_event(parse_event(json.dumps(body).encode()))
+
+
+def session_rows():
+    return AuditEvent.objects.filter(action__startswith="session")
+
+
 def post(client, body, *, token=TOKEN, raw=False):
     headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
     data = body if raw else json.dumps(body)
     return client.post(URL, data=data, content_type="application/json", headers=headers)
 
 
-def test_qr_event_keeps_the_qr_in_its_event_row_and_asks_for_a_scan(
+def test_a_qr_event_asks_for_a_scan_and_keeps_the_qr_on_the_gateway_state_only(
     client, db, token, settings, tmp_path
 ):
     valid_session(settings, tmp_path)
@@ -40,11 +64,20 @@ def test_qr_event_keeps_the_qr_in_its_event_row_and_asks_for_a_scan(
     stored = session.current()
     assert stored["requires_qr"] is True
     assert stored["session_valid"] is False
+    assert stored["authenticated"] is False
     assert "QR" in stored["invalidation_reason"]
+    state = session.gateway_state()
+    assert (state.state, state.code, state.qr) == ("needs_qr", "qr", "2@AbC,xyz==")
+    assert state.qr_seen_at is not None
     qr = session_events.latest_qr()
     assert qr is not None and qr.text == "2@AbC,xyz=="
-    # The login code stays out of whatsapp_state.json.
+    # The login code is never in the session, nor in whatsapp_state.json.
+    assert set(stored) <= SESSION_KEYS
+    assert not any("2@AbC" in str(value) for value in stored.values())
     assert b"2@AbC" not in export_bytes()
+    # The page's list of events says a QR came, not what it was.
+    [event] = session_events.recent()
+    assert (event["event"], event["detail"]) == ("qr", "a QR code to scan")
 
 
 @pytest.mark.parametrize("kind", ["ready", "authenticated"])
@@ -84,7 +117,7 @@ def test_a_qr_is_no_longer_shown_once_the_session_is_ready(client, db, token, se
 
 def test_a_qr_older_than_a_minute_is_not_shown(db, settings, tmp_path):
     valid_session(settings, tmp_path)
-    session_events.apply_event({"event": "qr", "qr": "2@old"})
+    apply({"event": "qr", "qr": "2@old"})
 
     later = clock.now() + timedelta(seconds=session_events.QR_FRESH_SECONDS + 1)
 
@@ -151,21 +184,80 @@ def test_change_state_is_recorded_and_leaves_the_session_alone(
     assert json.loads(event.payload) == {"event": "change_state", "state": "CONNECTED"}
 
 
-def test_repeated_qr_codes_write_one_audit_row(db, settings, tmp_path):
+def test_renewed_qr_codes_write_one_audit_row_and_the_newest_is_shown(db, settings, tmp_path):
     valid_session(settings, tmp_path)
-    audits = AuditEvent.objects.filter(action="session_invalid")
+    rows = session_rows().count()
 
     for n in range(5):
-        session_events.apply_event({"event": "qr", "qr": f"2@code{n}"})
+        apply({"event": "qr", "qr": f"2@code{n}"})
 
-    assert audits.count() == 1
+    assert session_rows().count() == rows + 1
     assert GatewayEvent.objects.count() == 5
     assert session_events.latest_qr().text == "2@code4"
+    assert session.gateway_state().repeats == 4
+    assert b"2@code" not in export_bytes()
+
+
+def test_a_repeated_disconnected_writes_no_new_audit_row(client, db, token, settings, tmp_path):
+    valid_session(settings, tmp_path)
+    rows = session_rows().count()
+
+    post(client, {"event": "disconnected", "reason": "NAVIGATION"})
+    began = session.current()["invalidated_at"]
+    for _ in range(3):
+        post(client, {"event": "disconnected", "reason": "NAVIGATION"})
+
+    assert session_rows().count() == rows + 1
+    assert session.current()["invalidated_at"] == began
+    assert GatewayEvent.objects.count() == 4
+    # Another reason is another verdict: one more row.
+    post(client, {"event": "disconnected", "reason": "LOGOUT"})
+    assert session_rows().count() == rows + 2
+
+
+def test_a_repeated_ready_writes_no_new_audit_row(client, db, token, settings, tmp_path):
+    valid_session(settings, tmp_path)
+    set_session(session_valid=False, invalidation_reason="lost")
+    post(client, {"event": "ready"})
+    rows = session_rows().count()
+
+    post(client, {"event": "ready"})
+    post(client, {"event": "authenticated"})
+
+    assert session_rows().count() == rows
+    assert session.check(session.current()).valid
+
+
+def test_a_persons_mark_holds_until_a_new_login_after_a_qr(client, db, token, settings, tmp_path):
+    valid_session(settings, tmp_path)
+    session.mark_invalid("wrong phone linked", actor="dana", source=Source.WEB, by_person=True)
+    assert session.gateway_state().held_reason == "wrong phone linked"
+    # What the gateway says meanwhile, short of a login, leaves the mark as it is; so does
+    # `authenticated` alone, which whatsapp-web.js also sends when it restores a saved login.
+    post(client, {"event": "change_state", "state": "CONNECTED"})
+    post(client, {"event": "disconnected", "reason": "NAVIGATION"})
+    post(client, {"event": "authenticated"})
+    assert session.check(session.current()).valid is False
+    assert session.gateway_state().held_reason == "wrong phone linked"
+
+    post(client, {"event": "qr", "qr": "2@relink"})
+    response = post(client, {"event": "authenticated"})
+
+    assert response.json()["session_valid"] is True
+    assert session.gateway_state().held_reason == ""
+    stored = session.current()
+    assert (stored["authenticated"], stored["session_valid"], stored["requires_qr"]) == (
+        True,
+        True,
+        False,
+    )
+    assert stored["last_authenticated"]
+    assert AuditEvent.objects.filter(action="session_status", note="authenticated").exists()
 
 
 def test_only_the_last_few_hundred_events_are_kept(db):
     for n in range(session_events.KEEP_EVENTS + 5):
-        session_events.apply_event({"event": "change_state", "state": f"S{n}"})
+        apply({"event": "change_state", "state": f"S{n}"})
 
     kept = GatewayEvent.objects.order_by("pk")
     assert kept.count() == session_events.KEEP_EVENTS
@@ -268,8 +360,18 @@ def test_get_is_not_allowed(client, db, token):
 def test_applying_an_event_takes_a_bounded_number_of_queries(
     db, settings, tmp_path, django_assert_max_num_queries
 ):
+    # Savepoints included (the verbs nest transactions); the same however many
+    # events and audit rows are stored before.
     valid_session(settings, tmp_path)
-    session_events.apply_event({"event": "change_state", "state": "OPENING"})
+    apply({"event": "change_state", "state": "OPENING"})
 
-    with django_assert_max_num_queries(12):
-        session_events.apply_event({"event": "disconnected", "reason": "LOGOUT"})
+    with django_assert_max_num_queries(MAX_QUERIES):
+        apply({"event": "disconnected", "reason": "LOGOUT"})
+    for n in range(session_events.KEEP_EVENTS + 5):
+        apply({"event": "qr", "qr": f"2@many{n}"})
+    with django_assert_max_num_queries(MAX_QUERIES):
+        apply({"event": "qr", "qr": "2@bounded"})
+    with django_assert_max_num_queries(MAX_QUERIES):
+        apply({"event": "ready"})
+    with django_assert_max_num_queries(MAX_QUERIES):
+        apply({"event": "disconnected", "reason": "NAVIGATION"})

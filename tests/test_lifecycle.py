@@ -447,3 +447,106 @@ def test_twenty_reviewers_racing_on_one_draft_make_exactly_one_move():
     assert AuditEvent.objects.count() == events_before + 1
     stats = rootstate.statistics()
     assert stats["total_approved"] + stats["total_rejected"] == 1
+
+
+# --- Refusal codes: what callers decide on ------------------------------------------
+
+
+def test_each_refusal_carries_its_code(db):
+    message_in(S.SENT, "sent1")
+    with pytest.raises(MoveRefused) as no_such_move:
+        lifecycle.move("sent1", S.PENDING_APPROVAL, actor="x", source=Source.API)
+    assert no_such_move.value.code == lifecycle.Refusal.NOT_ALLOWED
+    with pytest.raises(MoveRefused) as elsewhere:
+        lifecycle.approve("sent1", actor="x", source=Source.API)
+    assert elsewhere.value.code == lifecycle.Refusal.NOT_ALLOWED
+    message_in(S.FAILED, "failed1")
+    with pytest.raises(MoveRefused) as wrong:
+        lifecycle.move(
+            "failed1", S.APPROVED, expected=[S.PENDING_APPROVAL], actor="x", source=Source.API
+        )
+    assert wrong.value.code == lifecycle.Refusal.WRONG_STATUS
+    with pytest.raises(MessageNotFound) as missing:
+        lifecycle.approve("nope", actor="x", source=Source.API)
+    assert missing.value.code == lifecycle.Refusal.NOT_FOUND
+
+
+def test_undo_of_a_claimed_reply_is_refused_as_claimed(db):
+    message_in(S.APPROVED, "c1")
+    Message.objects.filter(message_id="c1").update(claimed_by="w1", claimed_at=clock.now())
+    with pytest.raises(MoveRefused) as refused:
+        lifecycle.undo("c1", actor="dana", source=Source.WEB)
+    assert refused.value.code == lifecycle.Refusal.CLAIMED
+
+
+def test_recording_a_reply_another_worker_holds_is_refused_as_not_claim_holder(db):
+    message_in(S.APPROVED, "c2")
+    Message.objects.filter(message_id="c2").update(claimed_by="w1", claimed_at=clock.now())
+    with pytest.raises(MoveRefused) as refused:
+        lifecycle.mark_sent("c2", actor="w2", source=Source.WORKER, worker="w2")
+    assert refused.value.code == lifecycle.Refusal.NOT_CLAIM_HOLDER
+
+
+# --- release: a held send lifts the claim and changes nothing else --------------------
+
+
+def _claimed(mid: str, worker: str = "w1") -> Message:
+    message_in(S.APPROVED, mid)
+    now = clock.now()
+    Message.objects.filter(message_id=mid).update(
+        claimed_by=worker, claimed_at=now, lease_until=now + timedelta(minutes=5)
+    )
+    return Message.objects.get(message_id=mid)
+
+
+def test_release_lifts_the_claim_and_keeps_status_time_order_and_counters(db):
+    before = _claimed("h1")
+    counters = rootstate.statistics()
+    exported = statefile.export_bytes()
+    lifecycle.release("h1", "not ready", worker="w1", actor="w1", source=Source.WORKER)
+    after = Message.objects.get(message_id="h1")
+    assert after.status == S.APPROVED
+    assert (after.claimed_by, after.claimed_at, after.lease_until) == ("", None, None)
+    assert after.status_updated_at == before.status_updated_at
+    assert after.position == before.position
+    assert after.raw == before.raw
+    assert rootstate.statistics() == counters
+    assert statefile.export_bytes() == exported
+    held = AuditEvent.objects.filter(message_id="h1", action="send_held")
+    assert [(e.from_status, e.to_status, e.note) for e in held] == [
+        (S.APPROVED, S.APPROVED, "not ready")
+    ]
+
+
+def test_a_reply_held_again_with_nothing_in_between_writes_no_second_row(db):
+    _claimed("h2")
+    lifecycle.release("h2", "not ready", worker="w1", actor="w1", source=Source.WORKER)
+    Message.objects.filter(message_id="h2").update(claimed_by="w1", claimed_at=clock.now())
+    lifecycle.release("h2", "not ready", worker="w1", actor="w1", source=Source.WORKER)
+    assert AuditEvent.objects.filter(message_id="h2", action="send_held").count() == 1
+
+
+def test_a_hold_after_another_action_is_a_new_hold(db):
+    _claimed("h3")
+    lifecycle.release("h3", "not ready", worker="w1", actor="w1", source=Source.WORKER)
+    lifecycle.undo("h3", actor="dana", source=Source.WEB)
+    lifecycle.approve("h3", actor="dana", source=Source.WEB)
+    Message.objects.filter(message_id="h3").update(claimed_by="w1", claimed_at=clock.now())
+    lifecycle.release("h3", "not ready", worker="w1", actor="w1", source=Source.WORKER)
+    assert AuditEvent.objects.filter(message_id="h3", action="send_held").count() == 2
+
+
+def test_only_the_claim_holder_can_release(db):
+    _claimed("h4", worker="w1")
+    with pytest.raises(MoveRefused) as refused:
+        lifecycle.release("h4", "not ready", worker="w2", actor="w2", source=Source.WORKER)
+    assert refused.value.code == lifecycle.Refusal.NOT_CLAIM_HOLDER
+    assert Message.objects.get(message_id="h4").claimed_by == "w1"
+    assert not AuditEvent.objects.filter(message_id="h4", action="send_held").exists()
+
+
+def test_a_reply_no_longer_approved_cannot_be_released(db):
+    message_in(S.SENT, "h5")
+    with pytest.raises(MoveRefused) as refused:
+        lifecycle.release("h5", "not ready", worker="w1", actor="w1", source=Source.WORKER)
+    assert refused.value.code == lifecycle.Refusal.WRONG_STATUS

@@ -1,19 +1,40 @@
-"""`make run`'s last step: with no gateway, a stand-in; an approved reply goes out; Ctrl-C stops all."""
+"""`make run`'s last step, as a new user meets it; Ctrl-C stops all.
+
+With no gateway at `api_endpoint` (a free loopback port), `run_dashboard`
+starts the STAND-IN gateway (`statecore.whatsapp.standin_wwebjs`, logged out,
+showing a QR, as a fresh install) and, unless ASSISTANT is set, the STAND-IN
+assistant for its children; then the receiver (`receive_messages --loop`),
+the sender (`send_approved --loop`) and the web server. With something
+listening there it uses that; with a gateway elsewhere it says a stand-in
+cannot replace it.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
 
-from statecore import rootstate, session
+from statecore import rootstate, session, session_events
 from statecore.models import Message, Source, Status
+from statecore.standin_assistant import REPLY as STANDIN_REPLY
 from tests.factories import make_reply
 from tests.session_helpers import REPO, child_env, manage, set_session, use_gateway
+
+OWN_REPLY = "OWN assistant: "
+
+
+def own_draft_reply(message: dict) -> str | None:
+    """An ASSISTANT of the user's own (imported by the receiver child by its dotted path)."""
+    return OWN_REPLY + str(message.get("body"))
 
 
 def free_port() -> int:
@@ -35,10 +56,20 @@ def wait_for(condition, what: str, timeout: float = 60.0) -> None:
         time.sleep(0.1)
 
 
-@pytest.mark.django_db(transaction=True)
-def test_run_dashboard_stands_in_for_a_missing_gateway_sends_and_stops_cleanly(tmp_path, settings):
-    gateway_port, web_port = free_port(), free_port()
-    use_gateway(f"http://127.0.0.1:{gateway_port}/api/whatsapp")
+@dataclass
+class Run:
+    child: subprocess.Popen
+    web_port: int
+    log_path: Path
+    out: str = ""
+
+    def so_far(self) -> str:
+        return self.log_path.read_text()
+
+
+@pytest.fixture
+def demo_state(settings, tmp_path: Path) -> None:
+    """The sample's session: logged in, but stale and without its folder on this machine."""
     rootstate.update_part(
         "watcher_config",
         lambda old: {**old, "poll_interval_seconds": 1},
@@ -46,7 +77,6 @@ def test_run_dashboard_stands_in_for_a_missing_gateway_sends_and_stops_cleanly(t
         source=Source.API,
         action="set",
     )
-    # The sample's session: logged in, but stale and without its folder on this machine.
     set_session(
         authenticated=True,
         session_valid=True,
@@ -55,33 +85,193 @@ def test_run_dashboard_stands_in_for_a_missing_gateway_sends_and_stops_cleanly(t
         last_validation="2020-01-01T00:00:00",
     )
     settings.WHATSAPP_SESSION_BASE = tmp_path
-    log = (tmp_path / "out.log").open("w+")
+
+
+@contextlib.contextmanager
+def dashboard(tmp_path: Path, **env: str) -> Iterator[Run]:
+    """run_dashboard as `make run` starts it; Ctrl-C (SIGINT) when the block ends.
+
+    ASSISTANT is only what `env` gives, never what this shell happens to have."""
+    web_port = free_port()
+    environment = child_env(tmp_path, APPROVAL_GRACE_SECONDS="0", DEBUG="1", **env)
+    if "ASSISTANT" not in env:
+        environment.pop("ASSISTANT", None)
+    log_path = tmp_path / f"run-{web_port}.log"
+    log = log_path.open("w+")
     child = subprocess.Popen(
         manage("run_dashboard", "--addr", f"127.0.0.1:{web_port}"),
         cwd=REPO,
-        env=child_env(tmp_path, APPROVAL_GRACE_SECONDS="0", DEBUG="1"),
+        env=environment,
         stdout=log,
         stderr=subprocess.STDOUT,
     )
+    run = Run(child, web_port, log_path)
     try:
-        wait_for(lambda: listening(web_port), "the dashboard to listen")
+        wait_for(lambda: listening(web_port) or child.poll() is not None, "the dashboard")
+        assert child.poll() is None, _read(log)
+        yield run
+    except BaseException:
+        print(_read(log))  # shown with the failure
+        raise
+    finally:
+        child.send_signal(signal.SIGINT)
+        try:
+            child.wait(timeout=60)
+        finally:
+            if child.poll() is None:  # never leave it behind, whatever failed
+                child.kill()
+                child.wait()
+        run.out = _read(log)
+        log.close()
+
+
+def _read(log) -> str:
+    log.seek(0)
+    return log.read()
+
+
+def assert_stopped_cleanly(run: Run, *ports: int) -> None:
+    assert run.child.returncode == 0, run.out
+    assert "Receiver stopped." in run.out
+    assert "Sender stopped." in run.out
+    assert "All stopped." in run.out
+    for port in (run.web_port, *ports):
+        assert not listening(port), port
+
+
+def new_incoming_ids(before: set[str]) -> list[str]:
+    return [
+        m
+        for m in Message.objects.filter(status=Status.INCOMING).values_list("message_id", flat=True)
+        if m not in before
+    ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_whole_loop_with_the_stand_ins_from_qr_to_a_sent_reply(tmp_path, demo_state):
+    gateway_port = free_port()
+    api = f"http://127.0.0.1:{gateway_port}/api/whatsapp"
+    use_gateway(api)
+    control = f"http://127.0.0.1:{gateway_port}/_standin"
+    http = httpx.Client(timeout=5, trust_env=False)
+
+    with dashboard(tmp_path) as run:
+        # A fresh install: the stand-in shows a QR, the receiver records it for /session/.
+        qr = http.get(f"{api}/status").json()["qrCode"]
+        assert qr
+        wait_for(
+            lambda: (shown := session_events.latest_qr()) is not None and shown.text == qr,
+            "the stand-in's QR to be recorded",
+        )
+        assert session.current()["requires_qr"] is True
+        # An approved reply waits while WhatsApp is not linked: never "outcome unknown".
         reply = make_reply(Status.APPROVED)
+        wait_for(lambda: "Not sending: Session not valid" in run.so_far(), "the sender to wait")
+        time.sleep(2)  # a round or two of the sender
+        assert Message.objects.get(pk=reply.pk).status == Status.APPROVED
+        assert "nothing sent to WhatsApp" not in run.so_far()
+
+        # "Scan" it on the stand-in's control page: the session turns valid, the reply goes.
+        assert http.post(f"{control}/scan").status_code == 303
         wait_for(
             lambda: Message.objects.get(pk=reply.pk).status == Status.SENT, "the reply to be sent"
         )
         assert session.check(session.current()).valid
-        assert (tmp_path / ".wwebjs_auth").is_dir()
-        assert httpx.get(f"http://127.0.0.1:{web_port}/accounts/login/").status_code == 200
-    finally:
-        child.send_signal(signal.SIGINT)
-        child.wait(timeout=60)
-    log.seek(0)
-    out = log.read()
+        assert session_events.latest_qr() is None
 
-    assert child.returncode == 0, out
-    assert "STAND-IN gateway" in out
-    assert f"nothing sent to WhatsApp: to {reply.recipient}" in out
-    assert "Sender stopped." in out
-    assert "All stopped." in out
-    assert not listening(web_port)
-    assert not listening(gateway_port)
+        # A customer writes; the STAND-IN assistant drafts its canned reply.
+        before = set(Message.objects.values_list("message_id", flat=True))
+        response = http.post(
+            f"{control}/customer-message",
+            data={"body": "Where is my order?", "sender": "923001234567@c.us", "name": "Ayesha"},
+        )
+        assert response.status_code == 303
+        wait_for(lambda: new_incoming_ids(before), "the customer's message to arrive")
+        [incoming_id] = new_incoming_ids(before)
+        wait_for(
+            lambda: Message.objects.filter(reply_to=incoming_id).exists(), "the stand-in's draft"
+        )
+        draft = Message.objects.get(reply_to=incoming_id)
+        assert draft.body == STANDIN_REPLY
+        assert httpx.get(f"http://127.0.0.1:{run.web_port}/accounts/login/").status_code == 200
+    http.close()
+
+    assert_stopped_cleanly(run, gateway_port)
+    assert "STAND-IN gateway at" in run.out
+    assert "STAND-IN assistant (statecore.standin_assistant.draft_reply)" in run.out
+    assert "drafts by statecore.standin_assistant.draft_reply" in run.out
+    assert (tmp_path / ".wwebjs_auth").is_dir()
+    # Sent once: the stand-in printed it once.
+    assert run.out.count(f"nothing sent to WhatsApp: to {reply.recipient}@c.us") == 1, run.out
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_assistant_of_ones_own_is_kept_beside_the_stand_in_gateway(tmp_path, demo_state):
+    gateway_port = free_port()
+    api = f"http://127.0.0.1:{gateway_port}/api/whatsapp"
+    use_gateway(api)
+    own = f"{__name__}.own_draft_reply"
+
+    with dashboard(tmp_path, ASSISTANT=own) as run:
+        before = set(Message.objects.values_list("message_id", flat=True))
+        with httpx.Client(timeout=5, trust_env=False) as http:
+            response = http.post(
+                f"http://127.0.0.1:{gateway_port}/_standin/customer-message",
+                data={"body": "Open today?"},
+            )
+        assert response.status_code == 303
+        wait_for(lambda: new_incoming_ids(before), "the customer's message to arrive")
+        [incoming_id] = new_incoming_ids(before)
+        wait_for(lambda: Message.objects.filter(reply_to=incoming_id).exists(), "the own draft")
+        assert Message.objects.get(reply_to=incoming_id).body == OWN_REPLY + "Open today?"
+
+    assert_stopped_cleanly(run, gateway_port)
+    assert "STAND-IN gateway at" in run.out
+    assert "STAND-IN assistant" not in run.out
+    assert f"drafts by {own}" in run.out
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_listening_gateway_is_used_and_no_stand_in_is_started(tmp_path, demo_state, fake_gateway):
+    use_gateway(fake_gateway.url)
+    # A real deployment has its session folder; run_dashboard creates one only for the stand-in.
+    (tmp_path / ".wwebjs_auth").mkdir()
+
+    with dashboard(tmp_path) as run:
+        reply = make_reply(Status.APPROVED)
+        wait_for(
+            lambda: Message.objects.get(pk=reply.pk).status == Status.SENT, "the reply to be sent"
+        )
+
+    assert_stopped_cleanly(run)
+    assert f"A gateway listens at {fake_gateway.url}: using it." in run.out
+    assert "STAND-IN" not in run.out  # neither gateway nor assistant
+    assert "no ASSISTANT" in run.out
+    # It went through the gateway that was there, once, and that gateway still runs.
+    assert [call.chat_id for call in fake_gateway.delivered()] == [f"{reply.recipient}@c.us"]
+    assert fake_gateway.calls()["status"] >= 1
+    with httpx.Client(timeout=5, trust_env=False) as http:
+        assert http.get(f"{fake_gateway.url}/status").status_code == 200
+
+
+@pytest.mark.parametrize(
+    "api",
+    [
+        # Not this machine: a stand-in cannot take its place.
+        "http://gateway.invalid:3000/api/whatsapp",
+        # Loopback, but not plain http: the stand-in speaks only that.
+        "https://127.0.0.1:{port}/api/whatsapp",
+    ],
+)
+@pytest.mark.django_db(transaction=True)
+def test_no_stand_in_for_a_gateway_it_cannot_replace(tmp_path, demo_state, api):
+    port = free_port()
+    use_gateway(api.format(port=port))
+
+    with dashboard(tmp_path) as run:
+        pass
+
+    assert_stopped_cleanly(run, port)
+    assert "a stand-in can only replace a local one" in run.out
+    assert "STAND-IN" not in run.out
+    assert not (tmp_path / ".wwebjs_auth").exists()

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -10,17 +11,18 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from statecore import rootstate, session
-from statecore.gateway import GatewayClient, GatewayError, GatewayUnreachable
+from statecore import session, whatsapp
 
 LOOPBACK = {"localhost", "127.0.0.1", "::1"}
 STOP_WAIT_SECONDS = 10
+STANDIN_ASSISTANT = "statecore.standin_assistant.draft_reply"
 
 
 class Command(BaseCommand):
     help = (
-        "For `make run`: the sender loop, a STAND-IN gateway when none answers at api_endpoint, "
-        "and the dashboard on http://127.0.0.1:8000. Ctrl-C stops them all."
+        "For `make run`: the receiving and sending loops, a STAND-IN gateway (and assistant) "
+        "when no gateway listens at api_endpoint, and the dashboard on http://127.0.0.1:8000. "
+        "Ctrl-C stops them all."
     )
 
     def add_arguments(self, parser):
@@ -31,8 +33,10 @@ class Command(BaseCommand):
         # Explicitly: a shell starting us in the background would have SIGINT ignored.
         signal.signal(signal.SIGTERM, _raise_interrupt)
         signal.signal(signal.SIGINT, _raise_interrupt)
+        self.env = dict(os.environ)
         try:
-            self._start_gateway_if_missing(rootstate.api_endpoint())
+            self._start_gateway_if_missing(whatsapp.address())
+            self._start("receiver", "manage.py", "receive_messages", "--loop")
             self._start("sender", "manage.py", "send_approved", "--loop")
             self._start("web", "manage.py", "runserver", options["addr"])
             self.stdout.write(
@@ -47,20 +51,11 @@ class Command(BaseCommand):
             self._stop_all()
 
     def _start_gateway_if_missing(self, url: str) -> None:
-        try:
-            with GatewayClient(url, status_timeout=2) as client:
-                client.status()
-            self.stdout.write(f"A gateway answers at {url}: using it.")
-            return
-        except GatewayUnreachable:
-            pass
-        except GatewayError as exc:
-            # Something listens there but is no healthy gateway: do not take its port.
-            self.stdout.write(
-                self.style.WARNING(f"Something at {url} answers oddly ({exc}); using it anyway.")
-            )
-            return
         parts = urlsplit(url)
+        port = parts.port or 80
+        if _listening(parts.hostname or "", port):
+            self.stdout.write(f"A gateway listens at {url}: using it.")
+            return
         if parts.hostname not in LOOPBACK or parts.scheme != "http":
             self.stdout.write(
                 self.style.WARNING(
@@ -69,36 +64,43 @@ class Command(BaseCommand):
                 )
             )
             return
-        port = parts.port or 80
         self._start(
             "gateway",
             "-m",
-            "statecore.standin_gateway",
+            "statecore.whatsapp.standin_wwebjs",
             "--host",
             "127.0.0.1",
             "--port",
             str(port),
             "--prefix",
             parts.path or "/",
+            # As a fresh install: WhatsApp not linked yet, a QR to scan.
+            "--show-qr",
         )
-        with GatewayClient(url, status_timeout=1) as client:
-            for _ in range(50):
-                try:
-                    client.status()
-                    break
-                except GatewayError:
-                    time.sleep(0.1)
-            else:
-                raise CommandError(f"the stand-in gateway did not come up at {url}")
+        for _ in range(50):
+            if _listening("127.0.0.1", port):
+                break
+            time.sleep(0.1)
+        else:
+            raise CommandError(f"the stand-in gateway did not come up at {url}")
         folder = session.session_dir(session.current())
         if not folder.is_dir():
             folder.mkdir(parents=True, exist_ok=True)
             self.stdout.write(
                 f"Created the session folder {folder} so the demo session can be valid."
             )
+        if not self.env.get("ASSISTANT"):
+            self.env["ASSISTANT"] = STANDIN_ASSISTANT
+            self.stdout.write(
+                self.style.WARNING(
+                    f"STAND-IN assistant ({STANDIN_ASSISTANT}) drafts a canned reply to each "
+                    "customer message; set ASSISTANT to use your own."
+                )
+            )
         self.stdout.write(
             self.style.WARNING(
-                f"STAND-IN gateway at {url}: nothing reaches WhatsApp; every send is printed here."
+                f"STAND-IN gateway at {url}: nothing reaches WhatsApp; every send is printed here.\n"
+                f"    Scan its QR, write as a customer, make it fail: http://127.0.0.1:{port}/_standin/"
             )
         )
 
@@ -106,7 +108,7 @@ class Command(BaseCommand):
         # A session of its own: Ctrl-C reaches us only, and we stop each child in
         # order (the sender finishes the send in flight before it goes).
         child = subprocess.Popen(
-            [sys.executable, *args], cwd=settings.BASE_DIR, start_new_session=True
+            [sys.executable, *args], cwd=settings.BASE_DIR, start_new_session=True, env=self.env
         )
         self.children.append((name, child))
 
@@ -121,7 +123,7 @@ class Command(BaseCommand):
 
     def _stop_all(self) -> None:
         # Last started, first stopped: the web, then the sender (it finishes the
-        # send in flight), and the gateway it may be talking to last.
+        # send in flight), the receiver, and the gateway they may be talking to last.
         for name, child in reversed(self.children):
             if child.poll() is None:
                 # The whole group: runserver's autoreloader serves from a child of its own.
@@ -133,6 +135,15 @@ class Command(BaseCommand):
                     _signal_group(child, signal.SIGKILL)
                     child.wait()
         self.stdout.write("All stopped.")
+
+
+def _listening(host: str, port: int) -> bool:
+    """Whether anything accepts connections there (a gateway, or something in its way)."""
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
 
 
 def _signal_group(child: subprocess.Popen, signum: int) -> None:

@@ -4,10 +4,9 @@ import signal
 
 from django.core.management.base import BaseCommand, CommandError
 
-from statecore.gateway import retry_delays
+from statecore import whatsapp
 from statecore.rootstate import retry_config
-from statecore.sending import Sender
-from statecore.session_health import gateway_client
+from statecore.sending import Sender, retry_delays
 
 
 class Command(BaseCommand):
@@ -32,9 +31,11 @@ class Command(BaseCommand):
             retry_delays(retry_config())
         except ValueError as exc:
             raise CommandError(str(exc)) from None
-        with gateway_client(send_timeout=options["send_timeout"]) as client:
-            sender = Sender(client, say=self.stdout.write)
-            self.stdout.write(f"Sender {sender.worker} using the gateway at {client.base_url}")
+        with whatsapp.gateway(send_timeout=options["send_timeout"]) as gateway:
+            sender = Sender(gateway, say=self.stdout.write)
+            self.stdout.write(
+                f"Sender {sender.worker} using the {gateway.kind} gateway at {gateway.address}"
+            )
             if options["loop"]:
                 self._stop_on_signals(sender)
                 sender.run_forever()
@@ -42,7 +43,7 @@ class Command(BaseCommand):
             else:
                 summary = sender.run_once()
                 self.stdout.write(
-                    f"{summary.sent} sent, {summary.failed} failed, "
+                    f"{summary.sent} sent, {summary.failed} failed, {summary.held} waiting for the gateway, "
                     f"{len(summary.expired)} failed after their sender died"
                     + (f"; paused: {summary.paused}" if summary.paused else "")
                 )
