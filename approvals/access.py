@@ -51,8 +51,14 @@ def next_url(request: HttpRequest, default: str = "approvals:queue") -> str:
     candidate = request.POST.get("next") or request.GET.get("next")
     if not candidate and request.htmx:
         candidate = request.htmx.current_url_abs_path
-    if candidate and url_has_allowed_host_and_scheme(
-        candidate, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    # A path of ours only: anything else ("²", a URL name) would be taken by
+    # redirect() as a view name, or lead off the site.
+    if (
+        candidate
+        and candidate.startswith("/")
+        and url_has_allowed_host_and_scheme(
+            candidate, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+        )
     ):
         return candidate
     return reverse(default)

@@ -5,11 +5,28 @@ from __future__ import annotations
 from django import forms
 from django.core.exceptions import ValidationError
 
+from statecore.ids import db_id
 from statecore.lifecycle import MAX_REPLY_LENGTH
 from statecore.models import Status
 
 HISTORY_STATUSES = [Status.APPROVED, Status.REJECTED, Status.SENT, Status.FAILED]
 NOTE_LENGTH = 1000
+SEARCH_LENGTH = 200
+
+
+def _search_field(label: str) -> forms.CharField:
+    return forms.CharField(
+        label=label,
+        required=False,
+        max_length=SEARCH_LENGTH,
+        error_messages={
+            "max_length": "A search can be at most %(limit_value)d characters (this one has "
+            "%(show_value)d): nothing is shown until it is shorter."
+        },
+        widget=forms.TextInput(
+            attrs={"type": "search", "placeholder": "Text, name or number", "dir": "auto"}
+        ),
+    )
 
 
 class _FilterForm(forms.Form):
@@ -22,16 +39,16 @@ class _FilterForm(forms.Form):
         self.is_valid()
         return {name: value for name, value in self.cleaned_data.items() if value}
 
+    @property
+    def search_refused(self) -> bool:
+        """A search the form refused (too long, a NUL): the page shows its error and no
+        results, never the unsearched list, which "All on this page" would then act on."""
+        self.is_valid()
+        return "q" in self.errors
+
 
 class QueueFilterForm(_FilterForm):
-    q = forms.CharField(
-        label="Search",
-        required=False,
-        max_length=200,
-        widget=forms.TextInput(
-            attrs={"type": "search", "placeholder": "Text, name or number", "dir": "auto"}
-        ),
-    )
+    q = _search_field("Search")
     kind = forms.ChoiceField(
         label="Chat",
         required=False,
@@ -95,9 +112,10 @@ class IdListField(forms.Field):
             return []
         if not isinstance(value, list | tuple):
             raise ValidationError(self.error_messages["invalid"], code="invalid")
-        if not all(isinstance(v, str) and v.isdigit() for v in value):
+        ids = [db_id(v) if isinstance(v, str) else None for v in value]
+        if None in ids:
             raise ValidationError(self.error_messages["invalid"], code="invalid")
-        return list(dict.fromkeys(int(v) for v in value))
+        return list(dict.fromkeys(ids))
 
 
 class BulkForm(forms.Form):
@@ -119,14 +137,7 @@ class HistoryFilterForm(_FilterForm):
         max_length=150,
         widget=forms.TextInput(attrs={"placeholder": "User name"}),
     )
-    q = forms.CharField(
-        label="Text",
-        required=False,
-        max_length=200,
-        widget=forms.TextInput(
-            attrs={"type": "search", "placeholder": "Text, name or number", "dir": "auto"}
-        ),
-    )
+    q = _search_field("Text")
 
 
 class ConfirmSentForm(forms.Form):

@@ -20,6 +20,8 @@ ACTION_LABELS = {
     "approve": "Approved",
     "reject": "Rejected",
     "undo": "Undone: back in the queue",
+    "reopen": "Put back in the queue",
+    "send_held": "Send held: the gateway could not take it; it waits",
     "retry": "Retry asked",
     "confirm_sent": "Confirmed sent",
     "mark_sent": "Sent",

@@ -1,7 +1,9 @@
-"""The history page: handled replies with their audit trail, Retry and Confirmed sent."""
+"""The history page: handled replies with their audit trail, Retry, Confirmed sent and
+Put back in the queue."""
 
 from __future__ import annotations
 
+from django import forms
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
@@ -15,10 +17,15 @@ from statecore.models import Message, Source
 
 from . import history, queue
 from .access import RESOLVE, actor, next_url, require_perm, signed_in
-from .forms import ConfirmSentForm, HistoryFilterForm
+from .forms import NOTE_LENGTH, ConfirmSentForm, HistoryFilterForm
 from .views import CHANGED
 
 TEMPLATE = "approvals/history.html"
+REOPEN = "statecore.reopen_message"
+
+
+class ReopenForm(forms.Form):
+    note = forms.CharField(label="Why (optional)", required=False, max_length=NOTE_LENGTH)
 
 
 @signed_in
@@ -27,11 +34,14 @@ def history_page(request: HttpRequest) -> HttpResponse:
     now = clock.now()
     filter_form = HistoryFilterForm(request.GET)
     filters = filter_form.values()
-    pages = Paginator(history.handled_replies(filters), queue.PAGE_SIZE)
+    replies = history.handled_replies(filters)
+    if filter_form.search_refused:
+        replies = replies.none()  # the error is shown, not every reply unsearched
+    pages = Paginator(replies, queue.PAGE_SIZE)
     page = pages.get_page(request.GET.get("page"))
     context = {
         "filter_form": filter_form,
-        "filtered": bool(filters),
+        "filtered": bool(filters) or filter_form.search_refused,
         "page": page,
         "entries": history.build_entries(page.object_list, now=now),
         "next": request.get_full_path(),
@@ -81,14 +91,42 @@ def confirm_sent(request: HttpRequest, pk: int) -> HttpResponse:
     return _changed(request, msg, "Marked as sent.")
 
 
+@signed_in
+@require_POST
+def reopen(request: HttpRequest, pk: int) -> HttpResponse:
+    """approved (not yet claimed for sending) | rejected -> pending_approval, however long
+    ago it was decided: the deliberate act after the queue's Undo window."""
+    require_perm(request, REOPEN)
+    msg = get_object_or_404(Message, pk=pk)
+    form = ReopenForm(request.POST)
+    if not form.is_valid():
+        return _entry_response(request, msg, reopen_form=form, status=422)
+    try:
+        msg = lifecycle.reopen(
+            msg.message_id, actor=actor(request), source=Source.WEB, note=form.cleaned_data["note"]
+        )
+    except MessageNotFound:
+        raise Http404 from None
+    except MoveRefused as exc:
+        return _refused(request, msg, exc)
+    return _changed(request, msg, "The reply is back in the queue.")
+
+
 def _entry_response(
-    request: HttpRequest, msg: Message, *, form=None, notice: str = "", status: int = 200
+    request: HttpRequest,
+    msg: Message,
+    *,
+    form=None,
+    reopen_form=None,
+    notice: str = "",
+    status: int = 200,
 ) -> HttpResponse:
     entry = history.build_entries([msg], now=clock.now())[0]
     entry.notice = notice
     context = {
         "entry": entry,
         "confirm_form": form,
+        "reopen_form": reopen_form,
         "open_trail": True,
         "next": next_url(request, default="approvals:history"),
     }

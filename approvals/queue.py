@@ -23,6 +23,7 @@ from statecore.lifecycle import MoveRefused, Refusal
 from statecore.models import Message, Status
 
 from .cards import Card, CardPage, age
+from .forms import db_id
 
 PAGE_SIZE = 50
 
@@ -191,10 +192,22 @@ def status_notice(status: str | None, actor: str, when: datetime | None, *, now:
 
 
 def refusal_notice(exc: MoveRefused, *, now: datetime) -> str:
-    """The notice for a move the lifecycle refused (someone else was first)."""
+    """The notice for a move the lifecycle refused: someone else was first, the sender
+    holds it, or an Undo that is not (or no longer) the reviewer's to make."""
     if exc.code == Refusal.CLAIMED:
-        return "Already claimed for sending: it can no longer be undone."
-    return status_notice(exc.actual, exc.last_actor, exc.last_changed_at, now=now)
+        return "Already claimed for sending: it can no longer be undone or put back in the queue"
+    decided = status_notice(exc.actual, exc.last_actor, exc.last_changed_at, now=now)
+    if exc.code == Refusal.NOT_YOURS:
+        who = exc.last_actor or "the one who decided it"
+        return (
+            f"{decided}: only {who} can undo it; it can be put back in the queue from the history"
+        )
+    if exc.code == Refusal.TOO_LATE:
+        return (
+            f"{decided}: too late to undo (the window is {settings.APPROVAL_GRACE_SECONDS} s); "
+            "it can be put back in the queue from the history"
+        )
+    return decided
 
 
 def parse_shown(values: Iterable[str], limit: int = 200) -> dict[int, int]:
@@ -204,6 +217,8 @@ def parse_shown(values: Iterable[str], limit: int = 200) -> dict[int, int]:
     shown: dict[int, int] = {}
     for value in list(values)[:limit]:
         pk, _, newest = value.partition("-")
-        if pk.isdigit() and (newest.isdigit() or not newest):
-            shown[int(pk)] = int(newest or 0)
+        card_id = db_id(pk)
+        newest_id = 0 if newest in ("", "0") else db_id(newest)
+        if card_id is not None and newest_id is not None:
+            shown[card_id] = newest_id
     return shown

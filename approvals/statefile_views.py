@@ -24,7 +24,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
-from statecore import statefile
+from statecore import auditlog, statefile
 from statecore.models import Source, Status
 from statecore.statevalidate import StateFileError, find_duplicate_ids, parse_state
 
@@ -48,9 +48,11 @@ def _require_staff(request: HttpRequest, perm: str) -> None:
 @login_required
 @require_safe
 def download(request: HttpRequest) -> HttpResponse:
-    """The very bytes `export_state` writes."""
+    """The very bytes `export_state` writes; audited (who, when, size)."""
     _require_staff(request, EXPORT)
-    response = HttpResponse(statefile.export_bytes(), content_type="application/json")
+    data = statefile.export_bytes()
+    auditlog.record_download(len(data), actor=request.user.get_username(), source=Source.WEB)
+    response = HttpResponse(data, content_type="application/json")
     response["Content-Disposition"] = 'attachment; filename="whatsapp_state.json"'
     return response
 

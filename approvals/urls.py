@@ -18,6 +18,7 @@ urlpatterns = [
     path("history/<int:pk>/", history_views.history_entry, name="history-entry"),
     path("history/<int:pk>/retry/", history_views.retry, name="retry"),
     path("history/<int:pk>/confirm-sent/", history_views.confirm_sent, name="confirm-sent"),
+    path("history/<int:pk>/reopen/", history_views.reopen, name="reopen"),
     path("session/", session_views.session_page, name="session"),
     path("session/check/", session_views.check_now, name="session-check"),
     path("session/mark-invalid/", session_views.mark_invalid, name="session-mark-invalid"),

@@ -11,6 +11,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
+from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
@@ -23,7 +24,7 @@ from statecore.models import Message, Source, Status
 from . import queue
 from .access import REVIEW, actor, next_url, require_perm, signed_in, with_param
 from .cards import DECIDED, Card
-from .forms import ApproveForm, BulkForm, EditForm, QueueFilterForm, RejectForm
+from .forms import ApproveForm, BulkForm, EditForm, QueueFilterForm, RejectForm, db_id
 
 TEMPLATE = "approvals/queue.html"
 # The event the page's counters (and its poll) listen for after a change: sent once the
@@ -41,8 +42,8 @@ def queue_page(request: HttpRequest) -> HttpResponse:
     filter_form = QueueFilterForm(request.GET)
     filters = filter_form.values()
     counts = queue.status_counts(now=now)
-    pages = Paginator(queue.pending_drafts(filters, now=now), queue.PAGE_SIZE)
-    if not filters:
+    pages = Paginator(_drafts(filter_form, now), queue.PAGE_SIZE)
+    if not filters and not filter_form.search_refused:
         # Unfiltered, the pages hold what the header counts as pending: not counted twice.
         pages.count = counts[Status.PENDING_APPROVAL]
     page = pages.get_page(request.GET.get("page"))
@@ -50,7 +51,7 @@ def queue_page(request: HttpRequest) -> HttpResponse:
     params.pop("done", None)
     context = {
         "filter_form": filter_form,
-        "filtered": bool(filters),
+        "filtered": bool(filters) or filter_form.search_refused,
         "page": page,
         "cards": queue.build_cards(page.object_list, now=now),
         "counts": counts,
@@ -62,11 +63,18 @@ def queue_page(request: HttpRequest) -> HttpResponse:
     return _render(request, TEMPLATE, context)
 
 
+def _drafts(filter_form: QueueFilterForm, now) -> QuerySet[Message]:
+    """What the filters ask for; nothing for a refused search (not the whole queue)."""
+    drafts = queue.pending_drafts(filter_form.values(), now=now)
+    return drafts.none() if filter_form.search_refused else drafts
+
+
 def _done_card(value: str, now) -> Card | None:
     """After a plain (no JavaScript) action the queue shows that reply, with its Undo."""
-    if not value.isdigit():
+    pk = db_id(value)
+    if pk is None:
         return None
-    msg = Message.objects.filter(pk=int(value), status__in=DECIDED).first()
+    msg = Message.objects.filter(pk=pk, status__in=DECIDED).first()
     return queue.build_cards([msg], now=now, with_newer=False)[0] if msg else None
 
 
@@ -77,14 +85,15 @@ def queue_poll(request: HttpRequest) -> HttpResponse:
     new ones come, "customer wrote again" marks appear, the counts follow. A card is
     never re-drawn here, so nothing a reviewer is typing is lost."""
     now = clock.now()
-    filters = QueueFilterForm(request.GET).values()
+    filter_form = QueueFilterForm(request.GET)
+    filters = filter_form.values()
     shown = queue.parse_shown(request.GET.getlist("shown"))
-    pending = queue.pending_drafts(filters, now=now)
+    pending = _drafts(filter_form, now)
     # Only what placing the cards needs: bodies can be long and this runs every few seconds.
     slim = pending.only("pk", "status", "chat", "timestamp", "reply_to", "message_id")
     counts = queue.status_counts(now=now)
     page = Paginator(slim, queue.PAGE_SIZE)
-    if not filters:
+    if not filters and not filter_form.search_refused:
         page.count = counts[Status.PENDING_APPROVAL]  # as on the page: not counted twice
     window = list(page.get_page(request.GET.get("page")).object_list)
     in_window = {m.pk for m in window}

@@ -198,7 +198,7 @@ class MessageAdmin(_SavesThroughCore, admin.ModelAdmin):
     ordering = ["-pk"]
     list_per_page = 50
     show_full_result_count = False
-    actions = ["approve", "reject", "retry_failed", "mark_failed", "confirm_sent"]
+    actions = ["approve", "reject", "retry_failed", "mark_failed", "confirm_sent", "reopen"]
     readonly_fields = [
         "message_id",
         "status",
@@ -258,6 +258,9 @@ class MessageAdmin(_SavesThroughCore, admin.ModelAdmin):
 
     def has_resolve_permission(self, request) -> bool:
         return request.user.has_perm("statecore.resolve_failed")
+
+    def has_reopen_permission(self, request) -> bool:
+        return request.user.has_perm("statecore.reopen_message")
 
     def save_through_core(self, request, obj, form) -> None:
         save_extra_keys(
@@ -412,6 +415,16 @@ class MessageAdmin(_SavesThroughCore, admin.ModelAdmin):
             lambda mid: lifecycle.confirm_sent(
                 mid, note="confirmed in the admin", **self._who(request)
             ),
+        )
+
+    @admin.action(description="Put back in the queue (reopen)", permissions=["reopen"])
+    def reopen(self, request, queryset):
+        self._run(
+            request,
+            queryset,
+            "Reopen",
+            # No note: the row says where (source "admin") and is the same as any other reopen's.
+            lambda mid: lifecycle.reopen(mid, **self._who(request)),
         )
 
 

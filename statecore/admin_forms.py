@@ -11,7 +11,6 @@ refused instead of silently overwritten.
 from __future__ import annotations
 
 import json
-from urllib.parse import urlsplit
 
 from django import forms
 from django.core.exceptions import ValidationError
@@ -19,6 +18,7 @@ from django.core.exceptions import ValidationError
 from .messagedata import dumps_compact
 from .models import Message, StateRoot
 from .rootstate import DEFAULT_API_ENDPOINT, part
+from .staterules import MAX_URL_LENGTH, gateway_url_problem
 from .statevalidate import MESSAGE_RULES, validate_setting
 
 # Keys the dashboard derives columns from or the lifecycle owns: never edited here.
@@ -131,15 +131,10 @@ class MessageExtraForm(forms.ModelForm):
 
 
 def check_api_endpoint(value: str) -> None:
-    parts = urlsplit(value)
-    if (
-        parts.scheme not in ("http", "https")
-        or not parts.hostname
-        or any(c.isspace() for c in value)
-    ):
-        raise ValidationError(
-            "api_endpoint: expected an http(s) URL such as http://localhost:3000/api/whatsapp"
-        )
+    """The rule set_config applies too (staterules): one rule for every path."""
+    problem = gateway_url_problem(value)
+    if problem:
+        raise ValidationError(f"api_endpoint: {problem}")
 
 
 def displayed(key: str, stored: object) -> object:
@@ -162,7 +157,7 @@ class SettingsForm(forms.ModelForm):
     )
     api_endpoint = forms.CharField(
         label="Gateway URL (api_endpoint)",
-        max_length=2000,
+        max_length=MAX_URL_LENGTH,
         validators=[check_api_endpoint],
         widget=forms.TextInput(attrs={"class": "vURLField"}),
     )

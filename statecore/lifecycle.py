@@ -13,8 +13,10 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable
+from datetime import timedelta
 from enum import StrEnum
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -35,12 +37,18 @@ ALLOWED_MOVES: dict[tuple[str, str], str] = {
     # Deliberate human acts:
     (S.FAILED, S.APPROVED): "retry",
     (S.FAILED, S.SENT): "confirm_sent",
-    (S.APPROVED, S.PENDING_APPROVAL): "undo",
-    (S.REJECTED, S.PENDING_APPROVAL): "undo",
+    # A decided reply back in the queue, whoever asks and however late (until the
+    # sender holds it). The queue's Undo button makes the same moves under the name
+    # "undo", for their decider within the grace window only (see `undo`).
+    (S.APPROVED, S.PENDING_APPROVAL): "reopen",
+    (S.REJECTED, S.PENDING_APPROVAL): "reopen",
 }
+REOPEN = "reopen"
+UNDO = "undo"
 MAX_REPLY_LENGTH = 65_536
 # Statuses a message may be added in: anything a script can put in the file.
 NOT_CLAIMED = Q(claimed_at__isnull=True)
+CLAIMED_REASON = "it has been claimed for sending"
 
 
 class Refusal(StrEnum):
@@ -49,7 +57,9 @@ class Refusal(StrEnum):
     NOT_FOUND = "not_found"  # no message with this id
     NOT_ALLOWED = "not_allowed"  # the table has no such move from where it is
     WRONG_STATUS = "wrong_status"  # allowed in general, but it is not where the caller saw it
-    CLAIMED = "claimed"  # a sender holds it (too late to undo)
+    CLAIMED = "claimed"  # a sender holds it (too late to undo or reopen)
+    NOT_YOURS = "not_yours"  # an undo by someone other than who decided it
+    TOO_LATE = "too_late"  # an undo after the grace window (a reopen is still possible)
     NOT_CLAIM_HOLDER = "not_claim_holder"  # a worker records a reply it no longer holds
 
 
@@ -115,14 +125,16 @@ def move(
     guard_reason: str = "",
     guard_code: Refusal = Refusal.WRONG_STATUS,
     release_lease: bool = False,
+    as_undo: bool = False,
 ) -> Message:
     """Move one message to `to_status` if the lifecycle allows it from where it is.
 
     `expected` narrows the statuses it may come from (the caller saw one);
     `guard` adds a condition to the compare-and-set (e.g. not claimed for
     sending), `guard_reason` says why it failed. `set_keys`/`drop_keys` change the
-    stored object with the move. Raises MessageNotFound or MoveRefused; returns
-    the fresh Message."""
+    stored object with the move. `as_undo`: a reopen made as the queue's Undo,
+    audited as "undo" and allowed only by the decider within the grace window.
+    Raises MessageNotFound or MoveRefused; returns the fresh Message."""
     to_status = Status(to_status)
     with transaction.atomic():
         msg = Message.objects.select_for_update().filter(message_id=message_id).first()
@@ -134,10 +146,15 @@ def move(
             raise _refusal(msg, to_status, code=Refusal.NOT_ALLOWED)
         if allowed_from is not None and msg.status not in allowed_from:
             raise _refusal(msg, to_status)
+        if as_undo:
+            if action != REOPEN:
+                raise _refusal(msg, to_status, code=Refusal.NOT_ALLOWED)
+            _check_undo(msg, to_status, actor)
+            action = UNDO
         # Rules of the move itself, whoever asks for it (a verb, move_message, admin):
-        if action == "undo":  # too late once the sender holds it
+        if action in (REOPEN, UNDO):  # too late once the sender holds it
             guard = NOT_CLAIMED if guard is None else guard & NOT_CLAIMED
-            guard_reason = guard_reason or "it has been claimed for sending"
+            guard_reason = guard_reason or CLAIMED_REASON
             guard_code = Refusal.CLAIMED
         elif action == "retry":  # a new send: the failed attempt's lease is over
             release_lease = True
@@ -170,6 +187,21 @@ def move(
         for field, value in changes.items():
             setattr(msg, field, value)
     return msg
+
+
+def _check_undo(msg: Message, to_status: str, actor: str) -> None:
+    """An undo takes back one's own decision of a moment ago; anything else is a reopen.
+    Checked on the locked row; the claim first: once it is held, nobody can."""
+    if msg.claimed_at is not None:
+        raise _refusal(msg, to_status, CLAIMED_REASON, Refusal.CLAIMED)
+    if msg.status_changed_by != actor[:150]:
+        reason = f"only {msg.status_changed_by or 'who decided it'} can undo it"
+        raise _refusal(msg, to_status, reason, Refusal.NOT_YOURS)
+    # The same instant the sender starts to claim it from (sending.claimable): the two never overlap.
+    cutoff = clock.now() - timedelta(seconds=settings.APPROVAL_GRACE_SECONDS)
+    if msg.status_updated_at is None or msg.status_updated_at <= cutoff:
+        reason = f"the {settings.APPROVAL_GRACE_SECONDS} s to undo it have passed"
+        raise _refusal(msg, to_status, reason, Refusal.TOO_LATE)
 
 
 def _refusal(
@@ -246,13 +278,32 @@ def reject(message_id: str, *, actor: str, source: str, reason: str = "") -> Mes
 
 
 def undo(message_id: str, *, actor: str, source: str) -> Message:
-    """approved | rejected -> pending_approval, while the reply is not claimed for sending."""
+    """The queue's Undo: approved | rejected -> pending_approval, audited as "undo".
+
+    Only by the one who decided it (Refusal.NOT_YOURS), within APPROVAL_GRACE_SECONDS
+    of the decision (Refusal.TOO_LATE), and never once the sender holds it
+    (Refusal.CLAIMED). Later or by someone else, it is a `reopen`."""
     return move(
         message_id,
         S.PENDING_APPROVAL,
         expected=[S.APPROVED, S.REJECTED],
         actor=actor,
         source=source,
+        as_undo=True,
+    )
+
+
+def reopen(message_id: str, *, actor: str, source: str, note: str = "") -> Message:
+    """A decided reply back in the queue, however long ago it was decided: approved
+    (not yet claimed for sending, else Refusal.CLAIMED) | rejected -> pending_approval,
+    audited as "reopen". Who may ask is the caller's to check (`statecore.reopen_message`)."""
+    return move(
+        message_id,
+        S.PENDING_APPROVAL,
+        expected=[S.APPROVED, S.REJECTED],
+        actor=actor,
+        source=source,
+        note=note,
     )
 
 

@@ -93,6 +93,7 @@ class Message(models.Model):
         permissions = [
             ("review_message", "Can approve, edit, reject and undo drafted replies"),
             ("resolve_failed", "Can retry a failed reply or confirm it was sent"),
+            ("reopen_message", "Can put a decided reply back in the queue"),
         ]
         constraints = [
             models.CheckConstraint(

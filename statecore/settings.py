@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from datetime import timedelta
 from email.utils import getaddresses
 from pathlib import Path
 
@@ -93,21 +94,31 @@ INSTALLED_APPS = [
     "django_htmx",
     "csp",
     "template_partials.apps.SimpleAppConfig",
+    "axes",
     "statecore",
     "approvals",
 ]
 
 MIDDLEWARE = [
+    # First, before anything reads a body: an oversized one gets 413 unread.
+    "statecore.middleware.RequestSizeLimit",
+    "statecore.middleware.RefuseNul",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Signed-in pages (every customer's number and message) are never cached.
+    "statecore.middleware.NoStore",
+    "statecore.middleware.AdminSelection",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "statecore.idle.IdleTimeoutMiddleware",
+    # Last, as axes asks: it turns a refused sign-in into the lock-out page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "statecore.urls"
@@ -175,6 +186,11 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "login"
+# The axes backend first: it refuses a locked-out sign-in before any password is checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env_str("TIME_ZONE") or machine_time_zone()
@@ -204,12 +220,18 @@ CSRF_COOKIE_SECURE = not PLAIN_HTTP
 SECURE_HSTS_SECONDS = 0 if PLAIN_HTTP else env_int("SECURE_HSTS_SECONDS", 31536000)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = not PLAIN_HTTP
 SECURE_HSTS_PRELOAD = not PLAIN_HTTP
-if env_bool("BEHIND_HTTPS_PROXY", False):
+# Behind the proxy, the client's address is also the one it adds to X-Forwarded-For
+# (statecore/accounts.py client_address): never a header a client could write itself.
+BEHIND_HTTPS_PROXY = env_bool("BEHIND_HTTPS_PROXY", False)
+if BEHIND_HTTPS_PROXY:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
+# On top of the 14-day cookie: signed out after this long without a person's action
+# (the pages' background polls do not count; statecore/idle.py).
+SESSION_IDLE_TIMEOUT_MINUTES = env_int("SESSION_IDLE_TIMEOUT_MINUTES", 480, minimum=1)
 
 CONTENT_SECURITY_POLICY = {
     "DIRECTIVES": {
@@ -235,11 +257,72 @@ EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
 SERVER_EMAIL = env_str("SERVER_EMAIL", "whatsapp-dashboard@localhost")
 DEFAULT_FROM_EMAIL = SERVER_EMAIL
 
+# --- Sign-in and accounts (README "Security") -------------------------------
+# django-axes counts failed sign-ins (on /accounts/login/ and /admin/login/ alike: both go
+# through authenticate()) per username *and* address, and per address alone; never per
+# username alone, so a stranger cannot lock an account out from elsewhere.
+LOGIN_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5, minimum=1)
+LOGIN_ADDRESS_FAILURE_LIMIT = env_int("LOGIN_ADDRESS_FAILURE_LIMIT", 20, minimum=1)
+LOGIN_COOLOFF_MINUTES = env_int("LOGIN_COOLOFF_MINUTES", 15, minimum=1)
+AXES_HANDLER = "statecore.accounts.SignInHandler"
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"], "ip_address"]
+AXES_FAILURE_LIMIT = LOGIN_FAILURE_LIMIT  # the pair's; SignInHandler adds the address's own
+AXES_COOLOFF_TIME = timedelta(minutes=LOGIN_COOLOFF_MINUTES)
+# A try while locked out does not push the end of the lock-out further: the page can say
+# when to come back, and that time holds.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+# Not reset by a success: signing in to one's own account would clear the address's count.
+AXES_RESET_ON_SUCCESS = False
+AXES_CLIENT_IP_CALLABLE = "statecore.accounts.client_address"
+AXES_USERNAME_CALLABLE = "statecore.accounts.attempt_username"
+AXES_LOCKOUT_CALLABLE = "statecore.accounts.locked_out"
+
+# Self-service password reset mails a link that signs in: off unless asked for, and only
+# with a backend that delivers mail (the console one would print the link in the log).
+UNDELIVERED_EMAIL_BACKENDS = frozenset(
+    f"django.core.mail.backends.{name}.EmailBackend"
+    for name in ("console", "locmem", "dummy", "filebased")
+)
+PASSWORD_RESET_ENABLED = env_bool("PASSWORD_RESET_ENABLED", False)
+if PASSWORD_RESET_ENABLED and EMAIL_BACKEND in UNDELIVERED_EMAIL_BACKENDS:
+    raise ImproperlyConfigured(
+        f"PASSWORD_RESET_ENABLED=1 needs an EMAIL_BACKEND that delivers mail, got "
+        f"{EMAIL_BACKEND!r}: set EMAIL_BACKEND (e.g. django.core.mail.backends.smtp.EmailBackend) "
+        "or turn PASSWORD_RESET_ENABLED off"
+    )
+# Reset requests per address and per email address, each in a rolling hour (Django's cache).
+PASSWORD_RESET_PER_HOUR = env_int("PASSWORD_RESET_PER_HOUR", 5, minimum=1)
+
+# --- Logging ----------------------------------------------------------------
+# Everything at WARNING and above (a 500's traceback from django.request included) goes
+# to stderr, where the journal keeps it; `statecore` also at LOG_LEVEL. Error mail is off
+# unless ERROR_MAIL=1, and then one mail per distinct error an hour (statecore/errormail.py).
+ERROR_MAIL = env_bool("ERROR_MAIL", False)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "loggers": {"statecore": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")}},
+    "formatters": {"plain": {"format": "%(levelname)s %(name)s: %(message)s"}},
+    "filters": {
+        "require_debug_false": {"()": "django.utils.log.RequireDebugFalse"},
+        "once_per_error": {"()": "statecore.errormail.OncePerError"},
+    },
+    "handlers": {
+        "stderr": {"class": "logging.StreamHandler", "formatter": "plain"},
+        "mail_admins": {
+            "class": "django.utils.log.AdminEmailHandler",
+            "level": "ERROR",
+            "filters": ["require_debug_false", "once_per_error"],
+        },
+    },
+    "root": {"handlers": ["stderr"], "level": "WARNING"},
+    "loggers": {
+        # Named so that Django's own defaults (a mail for every 500) are replaced.
+        "django": {"handlers": ["mail_admins"], "level": "INFO" if DEBUG else "WARNING"},
+        "statecore": {"level": env_str("LOG_LEVEL", "INFO")},
+        # Its warnings repeat each failure with the username and address masked; ours
+        # (statecore.accounts) say them.
+        "axes": {"level": "ERROR"},
+    },
 }
 
 # --- The state domain -------------------------------------------------------
@@ -267,3 +350,15 @@ SEND_MIN_INTERVAL_SECONDS = float(env_int("SEND_MIN_INTERVAL_SECONDS", 2))
 # receiving loop for each customer message without a draft; empty: nobody drafts.
 ASSISTANT = env_str("ASSISTANT").strip()
 ASSISTANT_TIMEOUT_SECONDS = env_int("ASSISTANT_TIMEOUT_SECONDS", 60, minimum=1)
+
+# Request bodies (statecore/middleware.py): a larger Content-Length gets 413 before it is read;
+# a chunked body (no length) gets 413 anywhere but the upload.
+MAX_REQUEST_BYTES = env_int("MAX_REQUEST_BYTES", 64 * 1024, minimum=1024)
+# The upload's file limit (256 MiB, approvals/statefile_forms.py) plus the form around it.
+STATE_UPLOAD_MAX_REQUEST_BYTES = env_int(
+    "STATE_UPLOAD_MAX_REQUEST_BYTES", 256 * 1024 * 1024 + 64 * 1024, minimum=1024
+)
+# POST /gateway/events (parse_event also refuses over 16,384 bytes itself).
+GATEWAY_EVENT_MAX_REQUEST_BYTES = env_int(
+    "GATEWAY_EVENT_MAX_REQUEST_BYTES", 16 * 1024, minimum=1024
+)

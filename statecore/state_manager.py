@@ -35,7 +35,14 @@ from django.db import close_old_connections, connection, transaction  # noqa: E4
 from . import lifecycle, rootstate, session, statefile  # noqa: E402
 from .messagedata import dumps_compact  # noqa: E402
 from .models import AuditEvent, Message, Source, StateRoot, Status  # noqa: E402
-from .staterules import validate_setting  # noqa: E402
+from .staterules import api_value_problems, validate_setting  # noqa: E402
+
+# What the API refuses instead of storing (README "Switching the scripts"): a body
+# as long as the web edit allows, objects of at most 256 keys and 512 KiB of JSON
+# (staterules), a reason as long as the gateway's. An import has none of these.
+MAX_BODY_LENGTH = lifecycle.MAX_REPLY_LENGTH
+MAX_REASON_LENGTH = 2000
+MAX_ACTOR_LENGTH = AuditEvent._meta.get_field("actor").max_length
 
 
 class MessageStatus(Enum):
@@ -47,8 +54,38 @@ class MessageStatus(Enum):
     FAILED = "failed"
 
 
-def _status(value: MessageStatus | str) -> str:
-    return Status(value.value if isinstance(value, MessageStatus) else value).value
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:57]}..."
+
+
+def _status(value: MessageStatus | str, argument: str = "status") -> str:
+    if isinstance(value, MessageStatus):
+        return value.value
+    if isinstance(value, str) and value in Status.values:
+        return Status(value).value
+    raise ValueError(
+        f"{argument}: expected a MessageStatus or one of {', '.join(Status.values)}, "
+        f"got {_shown(value)}"
+    )
+
+
+def _text(argument: str, value: object, what: str = "a string") -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{argument}: expected {what}, got {_shown(value)}")
+    return value
+
+
+def _refuse(problems: list[tuple[str, str]]) -> None:
+    if problems:
+        raise ValueError("; ".join(f"{place}: {what}" for place, what in problems))
+
+
+def _flag(argument: str, value: object) -> bool:
+    """True/False, or 1/0 as old scripts may pass; never a string (bool("false") is True)."""
+    if type(value) is bool or (type(value) is int and value in (0, 1)):
+        return bool(value)
+    raise ValueError(f"{argument}: expected True or False (or 1 or 0), got {_shown(value)}")
 
 
 class StateManager:
@@ -59,7 +96,14 @@ class StateManager:
     ) -> None:
         # The old code kept its state in `state_file`; the database replaces it.
         self.state_file = state_file
-        self.actor = actor or Path(sys.argv[0] or "script").stem or "script"
+        if actor is not None and (
+            not isinstance(actor, str) or not actor.strip() or len(actor) > MAX_ACTOR_LENGTH
+        ):
+            raise ValueError(
+                f"actor: expected a name of 1 to {MAX_ACTOR_LENGTH} characters, got {_shown(actor)}"
+            )
+        script = Path(sys.argv[0] or "script").stem[:MAX_ACTOR_LENGTH]
+        self.actor = actor or script or "script"
 
     def _who(self) -> dict:
         return {"actor": self.actor, "source": Source.API}
@@ -69,9 +113,24 @@ class StateManager:
         return session.check(session.current()).valid
 
     def update_session_status(self, authenticated: bool, account_info: dict | None = None) -> None:
-        session.record_login(bool(authenticated), account_info, **self._who())
+        flag = _flag("authenticated", authenticated)
+        if account_info is not None:
+            if not isinstance(account_info, dict):
+                raise ValueError(
+                    f"account_info: expected a dict or None, got {_shown(account_info)}"
+                )
+            _refuse(api_value_problems("account_info", account_info))
+        session.record_login(flag, account_info, **self._who())
 
     def mark_session_invalid(self, reason: str = "Unknown") -> None:
+        reason = _text("reason", reason, "a non-empty string saying why")
+        if not reason.strip():
+            raise ValueError("reason: expected a non-empty string saying why")
+        if len(reason) > MAX_REASON_LENGTH:
+            raise ValueError(
+                f"reason: {len(reason):,} characters; a reason may have at most "
+                f"{MAX_REASON_LENGTH:,}"
+            )
         session.mark_invalid(reason, **self._who())
 
     def requires_qr_scan(self) -> bool:
@@ -82,14 +141,24 @@ class StateManager:
 
     # --- messages --------------------------------------------------------------
     def add_message(self, message_data: dict, status: MessageStatus | str) -> dict:
-        return lifecycle.add_message(message_data, _status(status), **self._who()).data
+        """Store a new message; refused with a ValueError naming the place when it
+        is not a message object, its body is over MAX_BODY_LENGTH characters, or it
+        is over the size of staterules.api_value_problems."""
+        target = _status(status)
+        if not isinstance(message_data, dict):
+            raise ValueError(
+                f"message_data: expected a dict (a message object), got {_shown(message_data)}"
+            )
+        _refuse(api_value_problems("message_data", message_data, max_body=MAX_BODY_LENGTH))
+        return lifecycle.add_message(message_data, target, **self._who()).data
 
     def move_message(
         self, message_id: str, from_status: MessageStatus | str, to_status: MessageStatus | str
     ) -> bool:
         """True when moved; False when it is not in `from_status` (someone moved it
         first); a move the lifecycle forbids raises ValueError naming it."""
-        source, target = _status(from_status), _status(to_status)
+        _text("message_id", message_id)
+        source, target = _status(from_status, "from_status"), _status(to_status, "to_status")
         if not lifecycle.is_allowed(source, target):
             raise ValueError(f"{message_id}: the lifecycle does not allow {source} -> {target}")
         try:
@@ -100,6 +169,8 @@ class StateManager:
 
     def get_messages(self, status: MessageStatus | str, limit: int | None = None) -> list[dict]:
         rows = Message.objects.filter(status=_status(status))
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)):
+            raise ValueError(f"limit: expected a whole number or None, got {_shown(limit)}")
         if limit is not None:
             newest = rows.order_by("-position", "-pk").values_list("raw", flat=True)[
                 : max(limit, 0)
@@ -147,16 +218,21 @@ class StateManager:
 
     # --- configuration -----------------------------------------------------------
     def get_config(self, key: str, default=None):
-        return statefile.export_value(key, default)
+        return statefile.export_value(_text("key", key, "a top-level key (a string)"), default)
 
     def set_config(self, key: str, value) -> None:
-        self.update_config({key: value})
+        self.update_config({_text("key", key, "a top-level key (a string)"): value})
 
     def update_config(self, updates: dict) -> None:
-        """Set top-level keys; the known settings are checked against their types."""
-        problems = [p for key, value in updates.items() for p in self._problems(key, value)]
-        if problems:
-            raise ValueError("; ".join(f"{place}: {what}" for place, what in problems))
+        """Set top-level keys, all or none; the known settings are checked against
+        their types, `api_endpoint` must be an http(s) URL, and each value is held to
+        the size of staterules.api_value_problems."""
+        if not isinstance(updates, dict):
+            raise ValueError(f"updates: expected a dict of top-level keys, got {_shown(updates)}")
+        for key in updates:
+            if not isinstance(key, str):
+                raise ValueError(f"updates: the key {_shown(key)} is not a string")
+        _refuse([p for key, value in updates.items() for p in self._problems(key, value)])
         with transaction.atomic():
             for key, value in updates.items():
                 if key in rootstate.COLUMN_KEYS:
@@ -172,13 +248,16 @@ class StateManager:
             return [
                 (key, "is kept by the dashboard; use add_message / move_message / reset_statistics")
             ]
-        return validate_setting(key, value)
+        return api_value_problems(key, value) or validate_setting(key, value)
 
     # --- the whole state -----------------------------------------------------------
     def get_full_state(self) -> dict:
         return statefile.export_state_dict()
 
     def export_state(self, output_file: str | os.PathLike) -> str:
+        """Write the canonical file; a new file is created 0600 (README: file modes)."""
+        if not isinstance(output_file, str | os.PathLike):
+            raise ValueError(f"output_file: expected a path, got {_shown(output_file)}")
         return str(statefile.export_state(output_file))
 
     def backup_state(self) -> str:

@@ -289,14 +289,20 @@ def export_bytes() -> bytes:
     return export_text().encode("utf-8")
 
 
-def write_atomically(path: Path | str, data: bytes) -> Path:
+NEW_FILE_MODE = 0o600  # every customer's number and message: the owner's only
+
+
+def write_atomically(path: Path | str, data: bytes, *, mode: int | None = None) -> Path:
     """Write to a temporary file in the same folder, flush, fsync, then replace:
-    an interrupted write leaves the old file intact."""
+    an interrupted write leaves the old file intact.
+
+    A new file is created NEW_FILE_MODE (0600) whatever the umask; a replaced file
+    keeps its mode and, where the writer may set it, its group (README: a script
+    reading as another user). `mode` sets the permissions either way."""
     path = Path(path)
     handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        # mkstemp's 0600 would become the file's mode: keep the one it had.
-        os.fchmod(handle, _mode_of(path))
+        _take_permissions(handle, path, mode)
         with os.fdopen(handle, "wb") as tmp:
             tmp.write(data)
             tmp.flush()
@@ -316,28 +322,34 @@ def write_atomically(path: Path | str, data: bytes) -> Path:
     return path
 
 
-def _mode_of(path: Path) -> int:
-    """The permissions of the file being replaced, or those open() gives a new
-    one (0666 less the umask, read from /proc: os.umask would race threads)."""
+def _take_permissions(handle: int, path: Path, mode: int | None) -> None:
+    """Give the temporary file the permissions the result must have (fchmod is
+    not subject to the umask)."""
     try:
-        return stat.S_IMODE(path.stat().st_mode)
+        old = path.stat()
     except FileNotFoundError:
-        pass
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return 0o666 & ~int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0o644
+        old = None
+    if old is not None:
+        try:
+            # Kept so a group given read access (chgrp) still has it after the
+            # rename; only a member of that group (or root) may set it.
+            os.fchown(handle, -1, old.st_gid)
+        except OSError:
+            pass
+    if mode is not None:
+        os.fchmod(handle, mode)
+    elif old is not None:
+        os.fchmod(handle, stat.S_IMODE(old.st_mode))
+    else:
+        os.fchmod(handle, NEW_FILE_MODE)
 
 
-def export_state(path: Path | str) -> Path:
-    """Write the canonical file to `path`, atomically."""
-    return write_atomically(path, export_bytes())
+def export_state(path: Path | str, *, mode: int | None = None) -> Path:
+    """Write the canonical file to `path`, atomically (a new file 0600, or `mode`)."""
+    return write_atomically(path, export_bytes(), mode=mode)
 
 
-def backup_state(folder: Path | str | None = None) -> Path:
+def backup_state(folder: Path | str | None = None, *, mode: int | None = None) -> Path:
     """A timestamped copy, `whatsapp_state_backup_YYYYmmdd_HHMMSS.json`, in the backup folder."""
     from django.conf import settings
 
@@ -349,4 +361,4 @@ def backup_state(folder: Path | str | None = None) -> Path:
     while path.exists():  # two backups in one second must not overwrite each other
         path = folder / f"whatsapp_state_backup_{stamp}_{counter}.json"
         counter += 1
-    return export_state(path)
+    return export_state(path, mode=mode)

@@ -11,7 +11,9 @@ from __future__ import annotations
 import json
 import math
 import re
+from urllib.parse import urlsplit
 
+from .messagedata import dumps_compact
 from .models import MAX_ID_LENGTH, Status
 
 MAX_DEPTH = 64
@@ -331,6 +333,14 @@ def check_state(state: object, *, check_text: bool) -> list[tuple[str, str]]:
     return errors
 
 
+def check_json(value: object, *, check_text: bool) -> list[tuple[str, str]]:
+    """The faults any JSON document is refused for, with no state-file types: NaN,
+    a key twice, nesting, and (`check_text`) a NUL or a lone surrogate."""
+    errors: list[tuple[str, str]] = []
+    _Walker(errors, check_text=check_text).value("", value, 0)
+    return errors
+
+
 def validate_message(obj: object, status: str) -> list[tuple[str, str]]:
     """Problems of one message object as it would be stored in the `status` list."""
     errors: list[tuple[str, str]] = []
@@ -339,8 +349,101 @@ def validate_message(obj: object, status: str) -> list[tuple[str, str]]:
 
 
 def validate_setting(key: str, value: object) -> list[tuple[str, str]]:
-    """Problems of one top-level setting as the admin or set_config would store it."""
+    """Problems of one top-level setting as the admin or set_config would store it:
+    the types an import checks, then the stricter rules of SETTING_ONLY_RULES."""
     errors: list[tuple[str, str]] = []
     walker = _Walker(errors, check_text=True)
     walker.state({key: value})
+    rule = SETTING_ONLY_RULES.get(key)
+    problem = rule(value) if rule is not None and not errors else None
+    if problem:
+        errors.append((join("", key), problem))
     return errors
+
+
+# --- Stricter than a file: what a person or a script sets ------------------------------
+
+MAX_URL_LENGTH = 2000
+
+
+def gateway_url_problem(value: object) -> str | None:
+    """The rule for `api_endpoint` wherever it is set (the admin, set_config): an
+    http(s) URL with a host, as the gateway adapter needs it."""
+    if not isinstance(value, str):
+        return "expected a string"
+    if len(value) > MAX_URL_LENGTH:
+        return f"longer than {MAX_URL_LENGTH:,} characters"
+    try:
+        parts = urlsplit(value)
+        usable = (
+            parts.scheme in ("http", "https")
+            and bool(parts.hostname)
+            and not any(c.isspace() for c in value)
+        )
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        usable = False
+    if not usable:
+        return "expected an http(s) URL such as http://localhost:3000/api/whatsapp"
+    return None
+
+
+# An imported file keeps whatever api_endpoint it had (it still imports and
+# round-trips byte for byte); only setting one is held to the rule.
+SETTING_ONLY_RULES = {"api_endpoint": gateway_url_problem}
+
+# What the Python API may add, in one value (a message object, an account_info,
+# one setting). An import reads any size: STATE_FORMAT.md lets a body be very long.
+MAX_OBJECT_KEYS = 256
+# A body at its limit (65,536 characters) always fits: even written entirely as
+# \u escapes it is 384 KiB of JSON.
+MAX_VALUE_BYTES = 512 * 1024
+MAX_PROBLEMS = 20  # named in one ValueError; a million wrong values need not all be listed
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def api_value_problems(
+    place: str, value: object, *, max_body: int | None = None
+) -> list[tuple[str, str]]:
+    """Problems of one value a script adds through the Python API, beyond its types:
+    JSON values only, keys that are strings, at most MAX_OBJECT_KEYS keys in any one
+    object, at most MAX_VALUE_BYTES of JSON in all, and, with `max_body`, a `body`
+    text at most that long. `place` names the argument in each problem."""
+    errors: list[tuple[str, str]] = []
+    stack = [(place, value, 0)]
+    while stack and len(errors) < MAX_PROBLEMS:
+        path, item, depth = stack.pop()
+        if isinstance(item, _SCALARS):
+            continue
+        if depth > MAX_DEPTH:
+            errors.append((path, f"nesting too deep (over {MAX_DEPTH} levels)"))
+        elif isinstance(item, dict):
+            if len(item) > MAX_OBJECT_KEYS:
+                errors.append(
+                    (path, f"{len(item):,} keys; an object may have at most {MAX_OBJECT_KEYS}")
+                )
+                continue
+            for key, inner in item.items():
+                if not isinstance(key, str):
+                    errors.append((f"{path}[{key!r}]", "a key must be a string"))
+                else:
+                    stack.append((join(path, key), inner, depth + 1))
+        elif isinstance(item, list | tuple):
+            stack.extend((f"{path}[{i}]", inner, depth + 1) for i, inner in enumerate(item))
+        else:
+            errors.append(
+                (path, f"{type(item).__name__} is not a JSON value (object, list, text, number)")
+            )
+    body = value.get("body") if isinstance(value, dict) else None
+    if max_body is not None and isinstance(body, str) and len(body) > max_body:
+        errors.append(
+            (join(place, "body"), f"{len(body):,} characters; a body may have at most {max_body:,}")
+        )
+    if not errors:
+        try:
+            size = len(dumps_compact(value).encode("utf-8", "surrogatepass"))
+        except ValueError:  # an integer of more than 4,300 digits
+            return [(place, "holds a number too long to write")]
+        if size > MAX_VALUE_BYTES:
+            errors.append((place, f"{size:,} bytes of JSON; at most {MAX_VALUE_BYTES // 1024} KiB"))
+    return sorted(errors)

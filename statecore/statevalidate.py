@@ -25,6 +25,7 @@ from .staterules import (
     WATCHER_RULES,
     DuplicateKeys,
     JSONConstant,
+    check_json,
     check_state,
     join,
     validate_message,
@@ -50,6 +51,7 @@ __all__ = [
     "StateFileError",
     "find_duplicate_ids",
     "join",
+    "parse_json",
     "parse_state",
     "validate_message",
     "validate_setting",
@@ -106,6 +108,13 @@ def parse_state(data: bytes | str) -> dict:
     return _parse_bytes(data)
 
 
+def parse_json(data: bytes) -> object:
+    """Any JSON document read as strictly as a state file (a request body): bad UTF-8,
+    NaN, a key twice, nesting over MAX_DEPTH, a NUL or a lone surrogate raise
+    StateFileError naming the place, but no state-file types are asked for."""
+    return _parse_bytes(data, check=check_json)
+
+
 class _EscapePairs(dict):
     """A 4-byte UTF-8 sequence -> its JSON escape pair (as is when not UTF-8)."""
 
@@ -120,7 +129,7 @@ class _EscapePairs(dict):
         return escaped
 
 
-def _parse_bytes(data: bytes | str) -> dict:
+def _parse_bytes(data: bytes | str, check=check_state) -> dict:
     if isinstance(data, bytes):
         try:
             text = data.decode("utf-8")
@@ -130,10 +139,10 @@ def _parse_bytes(data: bytes | str) -> dict:
             raise StateFileError([(place, "not valid UTF-8")]) from None
     else:
         text = data
-    return _parse_text(text)
+    return _parse_text(text, check=check)
 
 
-def _parse_text(text: str, check_text: bool | None = None) -> dict:
+def _parse_text(text: str, check_text: bool | None = None, check=check_state) -> dict:
     text = text.removeprefix("\ufeff")
     if not text.strip():
         raise StateFileError([("", "the file is empty: expected a JSON object")])
@@ -153,7 +162,7 @@ def _parse_text(text: str, check_text: bool | None = None) -> dict:
     # characters are a syntax error), so the strings are searched only then.
     if check_text is None:
         check_text = _UNSTORABLE_ESCAPE.search(text) is not None
-    errors = check_state(state, check_text=check_text)
+    errors = check(state, check_text=check_text)
     if errors:
         raise StateFileError(errors)
     return state

@@ -47,6 +47,7 @@ def staff(client):
             "change_message",
             "review_message",
             "resolve_failed",
+            "reopen_message",
             "view_stateroot",
             "change_stateroot",
             "view_auditevent",
@@ -235,6 +236,8 @@ def test_confirmed_sent_moves_a_failed_reply_to_sent(client, staff):
         ("retry_failed", Status.FAILED, lambda mid, **who: lifecycle.retry(mid, **who)),
         ("confirm_sent", Status.FAILED, lambda mid, **who: lifecycle.confirm_sent(mid, **who)),
         ("mark_failed", Status.APPROVED, lambda mid, **who: lifecycle.mark_failed(mid, "x", **who)),
+        ("reopen", Status.REJECTED, lambda mid, **who: lifecycle.reopen(mid, **who)),
+        ("reopen", Status.APPROVED, lambda mid, **who: lifecycle.reopen(mid, **who)),
     ],
 )
 def test_each_action_writes_the_audit_row_the_python_api_writes_but_for_source(

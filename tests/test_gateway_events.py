@@ -29,6 +29,8 @@ SESSION_KEYS = {
 }
 # What one event costs at most, the GatewayState row's first write included.
 MAX_QUERIES = 20
+# 2,000 emoji of 4 bytes: 8,000 bytes, far over the 2,953 a QR code (version 40, L) holds.
+UNDRAWABLE_QR = "\U0001f600" * 2000
 
 
 @pytest.fixture
@@ -313,8 +315,22 @@ def test_without_a_configured_token_the_endpoint_does_not_exist(client, db, sett
 @pytest.mark.parametrize(
     ("body", "error"),
     [
-        ("{not json", "body: not valid JSON"),
-        ('{"event": "ready", "x": NaN}', "body: not valid JSON"),
+        ("{not json", "body: line 1, column 2: Expecting property name"),
+        ("", "body: empty"),
+        (b"\xff", "body: line 1, column 1: not valid UTF-8"),
+        # Refused as the state file refuses them: the place, then the problem.
+        ('{"event": "ready", "x": NaN}', "body: x: NaN is not a JSON number"),
+        ('{"event": "ready", "event": "qr"}', "body: event: the same key appears twice"),
+        ('{"event": "qr", "qr": "2@\\ud800"}', "body: qr: holds a lone surrogate"),
+        ('{"event": "qr", "qr": "2@x\\u0000"}', "body: qr: holds a NUL character"),
+        ('{"event": "disconnected", "reason": "\\u0000"}', "body: reason: holds a NUL"),
+        ("[" * 8000 + "]" * 8000, "body: line 1, column 65: nesting too deep (over 64 levels)"),
+        ('{"event": "ready", "x": ' + "[" * 70 + "]" * 70 + "}", "nesting too deep"),
+        # 2,000 emoji (8,000 bytes): no QR code holds that much; the page could not draw it.
+        (
+            json.dumps({"event": "qr", "qr": UNDRAWABLE_QR}, ensure_ascii=False),
+            "qr: cannot be drawn",
+        ),
         ("[1, 2]", "body: expected a JSON object"),
         ('{"qr": "2@x"}', "event: expected a string"),
         ('{"event": "logout"}', "event: unknown event 'logout'"),

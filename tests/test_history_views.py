@@ -180,7 +180,7 @@ def test_history_needs_a_sign_in_and_csrf(db):
 
 
 def test_unknown_ids_are_404(rc):
-    for name in ("retry", "confirm-sent"):
+    for name in ("retry", "confirm-sent", "reopen"):
         response = rc.post(reverse(f"approvals:{name}", args=[987654]), {"note": "x"}, **HTMX)
         assert response.status_code == 404
 

@@ -188,11 +188,23 @@ def test_edit_and_approve_refuses_an_empty_or_overlong_text(db, text, problem):
 
 
 @pytest.mark.parametrize("status", [S.APPROVED, S.REJECTED])
-def test_undo_puts_a_decision_back_while_not_claimed(db, status):
-    message_in(status)
-    msg = lifecycle.undo("m1", **WHO)
+def test_undo_puts_its_deciders_decision_back_while_not_claimed(db, status):
+    message_in(status)  # decided by bob
+    msg = lifecycle.undo("m1", actor="bob", source=Source.WEB)
     assert msg.status == S.PENDING_APPROVAL
     assert AuditEvent.objects.latest("pk").action == "undo"
+
+
+@pytest.mark.parametrize("status", [S.APPROVED, S.REJECTED])
+def test_undo_of_someone_elses_decision_is_refused_but_reopen_is_not(db, status):
+    message_in(status)  # decided by bob
+    with pytest.raises(MoveRefused) as refused:
+        lifecycle.undo("m1", **WHO)
+    assert refused.value.code == lifecycle.Refusal.NOT_YOURS
+    assert Message.objects.get(message_id="m1").status == status
+    msg = lifecycle.reopen("m1", **WHO)
+    assert msg.status == S.PENDING_APPROVAL
+    assert AuditEvent.objects.latest("pk").action == "reopen"
 
 
 def _claim(mid: str, worker: str = "sender-1") -> None:
@@ -206,11 +218,12 @@ def _claim(mid: str, worker: str = "sender-1") -> None:
 @pytest.mark.parametrize(
     "undo",
     [
-        pytest.param(lambda: lifecycle.undo("m1", **WHO), id="verb"),
+        pytest.param(lambda: lifecycle.undo("m1", actor="bob", source=Source.WEB), id="undo"),
+        pytest.param(lambda: lifecycle.reopen("m1", **WHO), id="reopen"),
         pytest.param(lambda: lifecycle.move("m1", S.PENDING_APPROVAL, **WHO), id="move"),
     ],
 )
-def test_undo_is_refused_once_the_reply_is_claimed_for_sending(db, undo):
+def test_undo_or_reopen_is_refused_once_the_reply_is_claimed_for_sending(db, undo):
     message_in(S.APPROVED)
     _claim("m1")
     exported, events = statefile.export_bytes(), AuditEvent.objects.count()
@@ -529,7 +542,7 @@ def test_a_reply_held_again_with_nothing_in_between_writes_no_second_row(db):
 def test_a_hold_after_another_action_is_a_new_hold(db):
     _claimed("h3")
     lifecycle.release("h3", "not ready", worker="w1", actor="w1", source=Source.WORKER)
-    lifecycle.undo("h3", actor="dana", source=Source.WEB)
+    lifecycle.reopen("h3", actor="dana", source=Source.WEB)
     lifecycle.approve("h3", actor="dana", source=Source.WEB)
     Message.objects.filter(message_id="h3").update(claimed_by="w1", claimed_at=clock.now())
     lifecycle.release("h3", "not ready", worker="w1", actor="w1", source=Source.WORKER)

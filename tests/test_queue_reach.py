@@ -22,7 +22,7 @@ from statecore.models import Status
 from tests.factories import make_incoming, make_reply
 from tests.query_data import bulk_state
 from tests.test_queue_views import MAX_QUERIES
-from tests.users import PASSWORD, make_user
+from tests.users import make_user
 
 GROUP = "120363041234567890@g.us"
 HIDDEN = "104857600012345@lid"
@@ -37,7 +37,7 @@ def reviewer(db):
 @pytest.fixture
 def rc(reviewer) -> Client:
     client = Client()
-    client.login(username="dana", password=PASSWORD)  # a real session: its queries count
+    client.force_login(reviewer)  # a real session: its queries count
     return client
 
 

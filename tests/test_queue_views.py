@@ -677,7 +677,7 @@ def count_queries(client: Client, path: str) -> int:
 @pytest.mark.parametrize("path", ["/queue/", "/history/"])
 def test_pages_run_the_same_few_queries_for_5_and_500_messages(reviewer, path):
     client = Client()
-    client.login(username="dana", password=PASSWORD)  # a real session: its queries count
+    client.force_login(reviewer)  # a real session: its queries count
     rootstate.get_root()  # the state's one row, as after any import
     bulk_state(5)
     small = count_queries(client, path)
@@ -691,7 +691,7 @@ def test_pages_run_the_same_few_queries_for_5_and_500_messages(reviewer, path):
 @pytest.mark.parametrize("stale", [False, True])
 def test_an_htmx_approve_runs_a_fixed_number_of_queries(reviewer, stale, django_assert_num_queries):
     client = Client()
-    client.login(username="dana", password=PASSWORD)  # a real session: its queries count
+    client.force_login(reviewer)  # a real session: its queries count
     rootstate.get_root()
     draft = stale_draft()[0] if stale else make_reply()
     with django_assert_num_queries(APPROVE_QUERIES):

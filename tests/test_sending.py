@@ -784,8 +784,8 @@ def test_a_reply_undone_and_approved_again_after_it_was_picked_keeps_its_new_und
     )
     picked = list(sending.claimable(clock.now()).values_list("pk", flat=True))
     assert picked == [reply.pk]
-    # Between the pick and the claim, the reviewer undoes and approves again.
-    lifecycle.undo(reply.message_id, actor="r", source=Source.WEB)
+    # Between the pick and the claim, the reviewer puts it back and approves again.
+    lifecycle.reopen(reply.message_id, actor="r", source=Source.WEB)
     lifecycle.approve(reply.message_id, actor="r", source=Source.WEB)
 
     # The guarded claim of the row picked before is what must refuse it.

@@ -14,7 +14,8 @@ def reviewers_group() -> Group:
     group, _ = Group.objects.get_or_create(name=REVIEWERS)
     group.permissions.add(
         *Permission.objects.filter(
-            content_type__app_label="statecore", codename__in=["review_message", "resolve_failed"]
+            content_type__app_label="statecore",
+            codename__in=["review_message", "resolve_failed", "reopen_message"],
         )
     )
     return group

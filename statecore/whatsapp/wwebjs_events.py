@@ -12,6 +12,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+import segno
+
+from ..statevalidate import StateFileError, parse_json
 from .model import State, Status
 
 EVENTS = ("qr", "authenticated", "ready", "auth_failure", "disconnected", "change_state")
@@ -40,10 +43,13 @@ def parse_event(body: bytes) -> ForwardedEvent:
     """The event from a request body, checked against GATEWAY.md's format."""
     if len(body) > MAX_BODY_BYTES:
         raise EventRefused(f"body: over {MAX_BODY_BYTES} bytes")
+    if not body.strip():
+        raise EventRefused('body: empty; expected a JSON object like {"event": "ready"}')
     try:
-        event = json.loads(body.decode("utf-8"), parse_constant=_refuse_constant)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise EventRefused(f"body: not valid JSON ({exc})") from None
+        # As strict as a state file: a key twice, NaN, deep nesting, NUL, lone surrogates.
+        event = parse_json(body)
+    except StateFileError as exc:
+        raise EventRefused(f"body: {'; '.join(str(exc).splitlines())}") from None
     if not isinstance(event, dict):
         raise EventRefused('body: expected a JSON object like {"event": "ready"}')
     kind = event.get("event")
@@ -58,6 +64,8 @@ def parse_event(body: bytes) -> ForwardedEvent:
         _text(event, required, required=True)
     for key in ("reason", "message", "at"):
         _text(event, key, required=False)
+    if kind == "qr":
+        _drawable(event["qr"])
     # `authenticated` and `ready` also come when whatsapp-web.js restores a saved
     # login on a restart: a new login only when they follow a QR (the verbs tell).
     return ForwardedEvent(kind, event, _status(kind, event))
@@ -127,5 +135,10 @@ def _text(event: dict, key: str, *, required: bool) -> None:
         raise EventRefused(f"at: {value[:50]!r} is not an ISO-8601 time")
 
 
-def _refuse_constant(name: str) -> object:
-    raise ValueError(f"{name} is not JSON")
+def _drawable(qr: str) -> None:
+    # Drawn as the session page draws it: a QR no code can hold is refused here rather
+    # than stored for the page to show as text (2,000 emoji are 8,000 bytes; a code, 2,953).
+    try:
+        segno.make(qr, error="l")
+    except (segno.DataOverflowError, ValueError) as exc:
+        raise EventRefused(f"qr: cannot be drawn as a QR code ({exc})") from None

@@ -65,7 +65,8 @@ def make_reviewers(count: int) -> list[str]:
     group, _ = Group.objects.get_or_create(name="Reviewers")
     group.permissions.add(
         *Permission.objects.filter(
-            content_type__app_label="statecore", codename__in=["review_message", "resolve_failed"]
+            content_type__app_label="statecore",
+            codename__in=["review_message", "resolve_failed", "reopen_message"],
         )
     )
     names = []
