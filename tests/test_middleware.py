@@ -273,9 +273,7 @@ def test_signing_in_through_the_form_is_not_stored(client, db):
 
 
 @pytest.mark.parametrize("selected", ["²", "99999999999999999999", "", "0"])
-def test_an_admin_action_on_a_selection_that_is_no_id_gets_400_and_changes_nothing(
-    db, selected
-):
+def test_an_admin_action_on_a_selection_that_is_no_id_gets_400_and_changes_nothing(db, selected):
     from django.contrib.auth.models import User
 
     reply = make_reply()
