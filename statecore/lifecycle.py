@@ -37,6 +37,8 @@ ALLOWED_MOVES: dict[tuple[str, str], str] = {
     # Deliberate human acts:
     (S.FAILED, S.APPROVED): "retry",
     (S.FAILED, S.SENT): "confirm_sent",
+    # The gateway accepted it, then WhatsApp could not deliver it (a later status).
+    (S.SENT, S.FAILED): "delivery_failed",
     # A decided reply back in the queue, whoever asks and however late (until the
     # sender holds it). The queue's Undo button makes the same moves under the name
     # "undo", for their decider within the grace window only (see `undo`).
@@ -61,6 +63,7 @@ class Refusal(StrEnum):
     NOT_YOURS = "not_yours"  # an undo by someone other than who decided it
     TOO_LATE = "too_late"  # an undo after the grace window (a reopen is still possible)
     NOT_CLAIM_HOLDER = "not_claim_holder"  # a worker records a reply it no longer holds
+    WINDOW_CLOSED = "window_closed"  # Cloud: the customer's 24-hour reply window has closed
 
 
 class MoveRefused(ValueError):
@@ -370,6 +373,40 @@ def mark_failed(
         guard=Q(claimed_by=worker) if worker else None,
         guard_reason=f"it is not claimed by {worker}",
         guard_code=Refusal.NOT_CLAIM_HOLDER,
+    )
+
+
+def delivery_failed(
+    message_id: str, error: str, *, actor: str, source: str, detail: dict | None = None
+) -> Message:
+    """sent -> failed: the gateway reported later that WhatsApp could not deliver it.
+    `total_failed` counts it; `total_sent` keeps it (it was sent)."""
+    return move(
+        message_id,
+        S.FAILED,
+        expected=[S.SENT],
+        actor=actor,
+        source=source,
+        note=error,
+        set_keys={"error": error},
+        detail={"error": error, "delivery_failed": True, **(detail or {})},
+    )
+
+
+def settle_sent(
+    message_id: str, *, gateway_message_id: str, confirmed_by: str, actor: str, source: str
+) -> Message:
+    """failed (outcome unknown) -> sent: the gateway showed the send went out after all
+    (`confirmed_by`: "echo" or "read-back"), so no person has to check the phone."""
+    return move(
+        message_id,
+        S.SENT,
+        expected=[S.FAILED],
+        actor=actor,
+        source=source,
+        note=f"confirmed by the gateway ({confirmed_by})",
+        drop_keys=["error"],
+        detail={"gateway_message_id": gateway_message_id, "confirmed_by": confirmed_by},
     )
 
 

@@ -320,3 +320,58 @@ class DraftAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"{self.message_id}: {self.outcome}"
+
+
+class WebhookReceipt(models.Model):
+    """One item of a gateway's webhook (POST /gateway/webhook), kept for its dedupe key.
+
+    A gateway retries and sometimes delivers twice: an item whose key is stored is
+    answered 200 and changes nothing. Kept at least `whatsapp.DEDUPE_WINDOW` (the
+    receiving loop prunes older ones); never exported. `payload` is the item with
+    every secret dropped."""
+
+    kind = models.CharField(max_length=20, help_text="The gateway kind that sent it")
+    dedupe_key = models.CharField(max_length=MAX_ID_LENGTH)
+    event = models.CharField(max_length=60, help_text="The gateway's name for the event")
+    what = models.CharField(max_length=20, help_text="What it says, in the common model")
+    outcome = models.TextField(blank=True, help_text="What was done with it")
+    payload = models.TextField(help_text="The item as received, secrets dropped (JSON text)")
+    received_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["-received_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["kind", "dedupe_key"], name="webhook_receipt_once")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event} {self.dedupe_key}"
+
+
+class GatewayMessage(models.Model):
+    """A message the gateway says we sent: from a send's own answer, an echo event or a
+    read-back. Ties the gateway's id to our reply, so an echo settles an uncertain send
+    once (an id already tied to a reply never settles another) and a later delivery
+    failure finds its reply. Pruned with the webhook receipts."""
+
+    class Source(models.TextChoices):
+        ANSWER = "answer", "The send's answer"
+        ECHO = "echo", "Echo event"
+        READ_BACK = "read-back", "Read back from the gateway"
+
+    gateway_id = models.CharField(max_length=MAX_ID_LENGTH, unique=True)
+    # Our reply's id once it is known to be this message; "" while unmatched.
+    reply_id = models.CharField(max_length=MAX_ID_LENGTH, blank=True, db_index=True)
+    # Digits of the chat, and the text with its whitespace normalised: what a match compares.
+    chat = models.CharField(max_length=200, blank=True)
+    text = models.TextField(blank=True)
+    # When the gateway says it went out (None when it does not say).
+    sent_at = models.DateTimeField(null=True, blank=True)
+    source = models.CharField(max_length=20, choices=Source.choices)
+    recorded_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["chat", "reply_id"], name="gateway_message_chat")]
+
+    def __str__(self) -> str:
+        return f"{self.gateway_id} -> {self.reply_id or '(unmatched)'}"

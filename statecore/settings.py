@@ -15,6 +15,8 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from statecore.whatsapp import config as _gateway_config
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -338,11 +340,23 @@ OVERDUE_MINUTES = env_int("OVERDUE_MINUTES", 15, minimum=1)
 SEND_DELAY_ALERT_MINUTES = env_int("SEND_DELAY_ALERT_MINUTES", 10, minimum=1)
 # Shared secret of the gateway's POST /gateway/events; empty turns the endpoint off (404).
 GATEWAY_TOKEN = env_str("GATEWAY_TOKEN")
-# Which gateway speaks to WhatsApp (statecore/whatsapp/): `wwebjs` is the scripts' own
-# whatsapp-web.js service, at the state's `api_endpoint`.
-GATEWAY_KIND = env_str("GATEWAY_KIND", "wwebjs").strip() or "wwebjs"
-if GATEWAY_KIND not in {"wwebjs"}:
-    raise ImproperlyConfigured(f"GATEWAY_KIND: expected wwebjs, got {GATEWAY_KIND!r}")
+# Which gateway speaks to WhatsApp (statecore/whatsapp/) and how to reach it: `wwebjs`
+# (the scripts' own service, at the state's `api_endpoint`), `waha`, `evolution` or `cloud`
+# with the GATEWAY_* settings of the README's table; checked here, so start-up stops on a
+# missing or malformed one, naming it.
+_gateway = _gateway_config.read(os.environ)
+GATEWAY_KIND = _gateway.kind
+GATEWAY_URL = _gateway.url
+GATEWAY_API_KEY = _gateway.api_key
+GATEWAY_SESSION = _gateway.session
+GATEWAY_PHONE_NUMBER_ID = _gateway.phone_number_id
+GATEWAY_WEBHOOK_SECRET = _gateway.webhook_secret
+GATEWAY_VERIFY_TOKEN = _gateway.verify_token
+# POST /gateway/webhook: a Cloud batch or an Evolution message with its preview is larger
+# than a forwarded event.
+GATEWAY_WEBHOOK_MAX_REQUEST_BYTES = env_int(
+    "GATEWAY_WEBHOOK_MAX_REQUEST_BYTES", 256 * 1024, minimum=1024
+)
 # The least time between two sends of one sender (plus a little jitter), so a backlog
 # drains at a human pace and not in a burst that gets a number banned.
 SEND_MIN_INTERVAL_SECONDS = float(env_int("SEND_MIN_INTERVAL_SECONDS", 2))

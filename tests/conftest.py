@@ -7,7 +7,12 @@ import pytest
 from statecore import statefile
 from statecore.models import Source
 
-pytest_plugins = ["tests.fake_gateway"]
+pytest_plugins = [
+    "tests.fake_gateway",
+    "tests.fake_waha",
+    "tests.fake_evolution",
+    "tests.fake_cloud",
+]
 
 SAMPLE = (
     Path(__file__).resolve().parent.parent / "statecore" / "fixtures" / "whatsapp_state.sample.json"

@@ -56,6 +56,7 @@ def test_the_table_holds_exactly_the_moves_of_the_design():
         (S.APPROVED, S.FAILED),
         (S.FAILED, S.APPROVED),
         (S.FAILED, S.SENT),
+        (S.SENT, S.FAILED),
         (S.APPROVED, S.PENDING_APPROVAL),
         (S.REJECTED, S.PENDING_APPROVAL),
     }

@@ -9,30 +9,49 @@ service, the address is the state's `api_endpoint`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import datetime
+from types import ModuleType
 from typing import Protocol
 
 from django.conf import settings
 
-from . import wwebjs
+from . import cloud, evolution, waha, wwebjs
 from .model import (
+    DEDUPE_WINDOW,
     Account,
+    DeliveryFailure,
+    Echo,
+    EventKind,
     GatewayUnavailable,
     InboundMessage,
     Next,
     SendOutcome,
     Sent,
+    SessionAction,
     State,
     Status,
+    Traits,
+    WebhookItem,
+    WebhookRefused,
+    bare_id,
 )
 
-KINDS = {wwebjs.KIND: wwebjs}
+# Each adapter module offers: KIND, TRAITS, cannot_reach(address), a client class built by
+# `client(settings, status_timeout=, send_timeout=)`, and, where the gateway posts
+# webhooks, `verify_webhook(headers, body, *, secret, now)`, `parse_webhook(data, *,
+# settings)` and (Cloud) `challenge(params, *, verify_token)`.
+KINDS: dict[str, ModuleType] = {m.KIND: m for m in (wwebjs, waha, evolution, cloud)}
 
 
 class Gateway(Protocol):
-    """What every adapter offers (GATEWAY.md's common model)."""
+    """What every adapter's client offers (GATEWAY.md's common model). A method a kind
+    has no use for raises NotImplementedError; its TRAITS say which ones it has."""
 
     kind: str
-    can_pull: bool
+    traits: Traits
+    status_timeout: float
+    send_timeout: float
 
     @property
     def address(self) -> str: ...
@@ -45,11 +64,31 @@ class Gateway(Protocol):
 
     def cannot_reach(self, address: str) -> str: ...
 
+    # Polling (traits.can_pull): the scripts' service.
     def pull_messages(self) -> list[InboundMessage]: ...
 
     def mark_processed(self, message_id: str) -> None: ...
 
     def buffer_overflowed(self, count: int) -> bool: ...
+
+    # Reading a chat back (traits.can_read_back / can_backfill); GatewayUnavailable on no answer.
+    def read_back(self, chat: str, since: datetime) -> list[Echo]: ...
+
+    def recent_messages(self, chat: str, since: datetime) -> list[InboundMessage]: ...
+
+    # The session from the dashboard (traits.session_actions).
+    def request_pairing_code(self, number: str) -> str: ...
+
+    def restart(self) -> None: ...
+
+    def logout(self) -> None: ...
+
+    # setup_gateway_webhook (traits.webhook_setup == "command").
+    def webhook_config(self) -> dict: ...
+
+    def webhook_plan(self, current: dict, *, url: str, secret: str) -> dict: ...
+
+    def apply_webhook(self, plan: dict) -> None: ...
 
     def close(self) -> None: ...
 
@@ -62,39 +101,88 @@ def kind() -> str:
     return settings.GATEWAY_KIND
 
 
-def gateway(*, status_timeout: float = 5.0, send_timeout: float = 30.0) -> Gateway:
-    """The adapter of the configured kind, with GATEWAY.md's timeouts by default."""
-    from statecore import rootstate
+def module() -> ModuleType:
+    return KINDS[kind()]
 
-    return wwebjs.WwebjsGateway(
-        rootstate.api_endpoint(), status_timeout=status_timeout, send_timeout=send_timeout
-    )
+
+def traits() -> Traits:
+    """What the configured gateway can do (no network call)."""
+    return module().TRAITS
+
+
+def gateway(*, status_timeout: float = 5.0, send_timeout: float = 30.0) -> Gateway:
+    """The client of the configured kind, with GATEWAY.md's timeouts by default."""
+    return module().client(settings, status_timeout=status_timeout, send_timeout=send_timeout)
 
 
 def address() -> str:
-    """Where the configured gateway is, for pages and logs."""
-    from statecore import rootstate
+    """Where the configured gateway is, for pages and logs (never a secret)."""
+    if kind() == wwebjs.KIND:
+        from statecore import rootstate
 
-    return rootstate.api_endpoint()
+        return rootstate.api_endpoint()
+    if kind() == cloud.KIND:
+        return f"{settings.GATEWAY_URL}/{settings.GATEWAY_PHONE_NUMBER_ID}"
+    return f"{settings.GATEWAY_URL} (session {settings.GATEWAY_SESSION})"
 
 
 def cannot_reach(address: str) -> str:
     """Why the configured gateway cannot deliver to `address` ("" when it can); no network call."""
-    return KINDS[kind()].cannot_reach(address)
+    return module().cannot_reach(address)
+
+
+def verify_webhook(headers: Mapping[str, str], body: bytes, *, now: datetime) -> None:
+    """Raise WebhookRefused unless this delivery is signed by the configured gateway."""
+    verify = getattr(module(), "verify_webhook", None)
+    if verify is None:
+        raise WebhookRefused(
+            404, f"the {kind()} gateway posts no webhooks (its events go to /gateway/events)"
+        )
+    if not settings.GATEWAY_WEBHOOK_SECRET:
+        raise WebhookRefused(401, "GATEWAY_WEBHOOK_SECRET is not set: no webhook is trusted")
+    verify(headers, body, secret=settings.GATEWAY_WEBHOOK_SECRET, now=now)
+
+
+def parse_webhook(data: object) -> list[WebhookItem]:
+    """What a verified delivery says, item by item; WebhookRefused(400) names a bad place."""
+    return module().parse_webhook(data, settings=settings)
+
+
+def challenge(params: Mapping[str, str]) -> str:
+    """Cloud's GET verification: the `hub.challenge` to echo, or WebhookRefused."""
+    answer = getattr(module(), "challenge", None)
+    if answer is None:
+        raise WebhookRefused(405, "use POST: only the Cloud API verifies with a GET")
+    return answer(params, verify_token=settings.GATEWAY_VERIFY_TOKEN)
 
 
 __all__ = [
+    "DEDUPE_WINDOW",
+    "KINDS",
     "Account",
+    "DeliveryFailure",
+    "Echo",
+    "EventKind",
     "Gateway",
     "GatewayUnavailable",
     "InboundMessage",
     "Next",
     "SendOutcome",
     "Sent",
+    "SessionAction",
     "State",
     "Status",
+    "Traits",
+    "WebhookItem",
+    "WebhookRefused",
     "address",
+    "bare_id",
     "cannot_reach",
+    "challenge",
     "gateway",
     "kind",
+    "module",
+    "parse_webhook",
+    "traits",
+    "verify_webhook",
 ]

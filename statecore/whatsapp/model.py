@@ -9,7 +9,7 @@ an account, a send outcome (`sent` / `not_sent` with what it means next /
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -124,3 +124,106 @@ class InboundMessage:
 
 class GatewayUnavailable(Exception):
     """The gateway gave no usable answer (unreachable, timed out, garbled); `str()` reads as a sentence."""
+
+
+# --- What a gateway pushes: webhooks ----------------------------------------------------
+
+# How long a webhook's dedupe key is remembered: a delivery older than this (WAHA's own
+# `timestamp`) is refused, so a captured body cannot be replayed once its key is forgotten.
+DEDUPE_WINDOW = timedelta(days=7)
+
+
+class WebhookRefused(Exception):
+    """A webhook request we do not accept: `status` is the HTTP answer (400, 401, 403,
+    404, 405); `str()` says why in words (naming the place in a malformed body)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        self.status = status
+        super().__init__(message)
+
+
+class EventKind(StrEnum):
+    MESSAGE = "message"  # a customer's message: stored in `incoming`, then drafted
+    FROM_PHONE = "from_phone"  # a person answered from the phone: part of the conversation
+    ECHO = "echo"  # one of our own sends, echoed back: settles a maybe-sent reply
+    DELIVERY_FAILED = "delivery_failed"  # a sent reply that WhatsApp later failed to deliver
+    DELIVERED = "delivered"  # a later status that changes nothing (delivered, read)
+    SESSION = "session"  # the session's state changed (a QR included)
+    IGNORED = "ignored"  # signed and well-formed, of a kind we do not use
+
+
+@dataclass(frozen=True)
+class Echo:
+    """A message the gateway says we sent (an echo event or a read-back)."""
+
+    gateway_id: str
+    chat: str  # the chat's address as the gateway names it
+    text: str
+    at: datetime | None = None
+    # Our reply's id, when the gateway carries it back (Cloud's biz_opaque_callback_data).
+    reply_id: str = ""
+
+
+@dataclass(frozen=True)
+class DeliveryFailure:
+    """A reply the gateway accepted and WhatsApp later could not deliver."""
+
+    gateway_id: str
+    error: str
+    code: str = ""  # the gateway's own error code (Cloud's 131047 ...)
+    reply_id: str = ""
+
+
+@dataclass(frozen=True)
+class WebhookItem:
+    """One thing a webhook delivery says. A delivery may hold several (a Cloud batch);
+    each has its own dedupe key (WAHA: the envelope id; Evolution and Cloud: the
+    message id, or the message id and status for a status)."""
+
+    kind: EventKind
+    dedupe_key: str
+    # The gateway's name for the event (`message.any`, `messages.upsert`, `statuses`).
+    event: str
+    message: InboundMessage | None = None
+    echo: Echo | None = None
+    failure: DeliveryFailure | None = None
+    status: Status | None = None
+    # What to store for it: the item with every secret dropped (Evolution's `apikey`).
+    payload: dict[str, Any] = field(default_factory=dict)
+    note: str = ""
+
+
+def bare_id(message_id: str) -> str:
+    """A WhatsApp message id without its chat prefix: `false_9230...@c.us_3EB0C7` -> `3EB0C7`."""
+    return message_id.rpartition("_")[2] or message_id
+
+
+class SessionAction(StrEnum):
+    """What a person may ask the gateway to do with the session, from /session/."""
+
+    PAIR = "pair"  # link with a phone number: the gateway gives a pairing code
+    RESTART = "restart"
+    LOGOUT = "logout"
+
+
+@dataclass(frozen=True)
+class Traits:
+    """What a kind of gateway can do, known without asking it (pages, rules, the loop)."""
+
+    # Customers' messages are polled from it (the scripts' service) rather than pushed.
+    can_pull: bool = False
+    # It posts webhooks to /gateway/webhook.
+    has_webhooks: bool = False
+    # It can list a chat's recent messages: ours (read-back) and the customer's (backfill).
+    can_read_back: bool = False
+    can_backfill: bool = False
+    # STATE_FORMAT.md's session-folder rule: only whatsapp-web.js keeps its login in one here.
+    needs_session_folder: bool = False
+    # Cloud: a free-form reply only within this long of the customer's last message.
+    reply_window: timedelta | None = None
+    # The longest text one send may carry (Cloud: 4,096 characters).
+    max_text_length: int | None = None
+    session_actions: frozenset[SessionAction] = frozenset()
+    # How the gateway is told where our webhook is: "command" (setup_gateway_webhook
+    # applies it), "manual" (paste into the provider's settings), "" (no webhooks).
+    webhook_setup: str = ""

@@ -24,17 +24,21 @@ import httpx
 
 from .model import (
     Account,
+    Echo,
     GatewayUnavailable,
     InboundMessage,
     Next,
     SendOutcome,
     State,
     Status,
+    Traits,
 )
 
 log = logging.getLogger(__name__)
 
 KIND = "wwebjs"
+# It is polled, pushes nothing, cannot list a chat, and keeps its login in `.wwebjs_auth`.
+TRAITS = Traits(can_pull=True, needs_session_folder=True)
 NOT_READY_ERROR = "WhatsApp client is not ready"
 MISSING_FIELDS_PREFIX = "Missing required fields"
 # Its /messages buffer keeps the last 100 in memory: a full answer means some fell off.
@@ -71,11 +75,20 @@ def cannot_reach(address: str) -> str:
     return ""
 
 
+def client(settings: object, *, status_timeout: float, send_timeout: float) -> WwebjsGateway:
+    """The client of the service at the state's `api_endpoint`."""
+    from statecore import rootstate
+
+    return WwebjsGateway(
+        rootstate.api_endpoint(), status_timeout=status_timeout, send_timeout=send_timeout
+    )
+
+
 class WwebjsGateway:
     """One client of the service at `base_url` (the state's `api_endpoint`)."""
 
     kind = KIND
-    can_pull = True
+    traits = TRAITS
 
     def __init__(
         self,
@@ -245,6 +258,32 @@ class WwebjsGateway:
     def buffer_overflowed(count: int) -> bool:
         """True when one answer holds as many as the buffer keeps: older ones were dropped."""
         return count >= BUFFER_SIZE
+
+    # --- what this service does not have ------------------------------------------
+
+    def read_back(self, chat: str, since: datetime) -> list[Echo]:
+        raise NotImplementedError("the scripts' service cannot list a chat's messages")
+
+    def recent_messages(self, chat: str, since: datetime) -> list[InboundMessage]:
+        raise NotImplementedError("the scripts' service cannot list a chat's messages")
+
+    def request_pairing_code(self, number: str) -> str:
+        raise NotImplementedError("the scripts' service shows a QR only")
+
+    def restart(self) -> None:
+        raise NotImplementedError("the scripts' service cannot be restarted over HTTP")
+
+    def logout(self) -> None:
+        raise NotImplementedError("the scripts' service cannot log out over HTTP")
+
+    def webhook_config(self) -> dict:
+        raise NotImplementedError("the scripts' service posts no webhooks")
+
+    def webhook_plan(self, current: dict, *, url: str, secret: str) -> dict:
+        raise NotImplementedError("the scripts' service posts no webhooks")
+
+    def apply_webhook(self, plan: dict) -> None:
+        raise NotImplementedError("the scripts' service posts no webhooks")
 
     # --- HTTP ------------------------------------------------------------------------
 

@@ -1,0 +1,1 @@
+"""Placeholder: the `fake_cloud` fixture is being written (issue 11)."""

@@ -1,0 +1,1 @@
+"""Placeholder: the `fake_evolution` fixture is being written (issue 11)."""

@@ -1,0 +1,1 @@
+"""Placeholder: the `fake_waha` fixture is being written (issue 11)."""
