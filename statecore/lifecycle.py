@@ -444,13 +444,16 @@ def release(message_id: str, reason: str, *, worker: str, actor: str, source: st
     return msg
 
 
-def add_message(message_data: dict, status: str, *, actor: str, source: str) -> Message:
+def add_message(
+    message_data: dict, status: str, *, actor: str, source: str, counted: bool = True
+) -> Message:
     """Store a new message object in `status`, counted as the old code counted.
 
     Adds `timestamp` (now) to the caller's dict when it has none, as the old code
     did. An id already stored raises instead of making a second copy. With
     `human_in_the_loop` false, a draft added to pending_approval is approved at
-    once by the same path, actor "auto"."""
+    once by the same path, actor "auto". `counted=False`: kept without counting it
+    (an answer from the phone is not one of our sends)."""
     status = Status(status)
     if not isinstance(message_data, dict):
         raise TypeError("message_data must be a dict")
@@ -468,7 +471,7 @@ def add_message(message_data: dict, status: str, *, actor: str, source: str) -> 
     try:
         with transaction.atomic():
             msg = Message.objects.create(position=time.time_ns(), **message_columns(data, status))
-            rootstate.count_arrival(status)
+            rootstate.count_arrival(status, touch_only=not counted)
             _audit(msg.message_id, "add", "", status, actor, source, "", {}, now)
             # In the same transaction: no reviewer ever sees it pending.
             if status == S.PENDING_APPROVAL and not rootstate.human_in_the_loop():

@@ -27,6 +27,7 @@ DEFAULT_MAX_BYTES = 64 * 1024
 # the file; the request around it adds the multipart framing and the form's other fields.
 DEFAULT_UPLOAD_MAX_BYTES = 256 * 1024 * 1024 + 64 * 1024
 DEFAULT_GATEWAY_MAX_BYTES = 16 * 1024
+DEFAULT_WEBHOOK_MAX_BYTES = 256 * 1024
 # Not a setting: a reply at the web edit's limit always fits, 65,536 characters of 4-byte
 # UTF-8 each sent as 12 bytes ("%F0%9F%98%80"), with the form's other fields.
 EDIT_MAX_BYTES = MAX_REPLY_LENGTH * 12 + DEFAULT_MAX_BYTES
@@ -36,6 +37,7 @@ EDIT_MAX_BYTES = MAX_REPLY_LENGTH * 12 + DEFAULT_MAX_BYTES
 _OWN_CAPS = {
     "approvals:state-upload": ("STATE_UPLOAD_MAX_REQUEST_BYTES", DEFAULT_UPLOAD_MAX_BYTES, True),
     "gateway-events": ("GATEWAY_EVENT_MAX_REQUEST_BYTES", DEFAULT_GATEWAY_MAX_BYTES, False),
+    "gateway-webhook": ("GATEWAY_WEBHOOK_MAX_REQUEST_BYTES", DEFAULT_WEBHOOK_MAX_BYTES, False),
     "approvals:edit": (None, EDIT_MAX_BYTES, False),
 }
 

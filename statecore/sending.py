@@ -38,7 +38,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F, Q, QuerySet
 
-from . import alerts, clock, lifecycle, loops, rootstate, session, session_check
+from . import alerts, clock, lifecycle, loops, reconcile, rootstate, session, session_check
 from .messagedata import dumps_compact, reply_address
 from .models import Heartbeat, LogEntry, Message, Source, StateRoot, Status
 from .whatsapp import Gateway, Next, SendOutcome, Sent
@@ -173,7 +173,7 @@ def expire_leases(*, actor: str, now: datetime | None = None) -> list[str]:
                     worker=msg.claimed_by,
                     detail={"outcome_unknown": True, "expired_worker": msg.claimed_by},
                 )
-                _log_entry(msg, "failed", message_id=None, error=error)
+                log_entry(msg, "failed", message_id=None, error=error)
         except lifecycle.MoveRefused:
             continue  # another worker expired it first, or a person acted
         done.append(msg.message_id)
@@ -244,12 +244,22 @@ def send_claimed(
             delays=retry_delays(retry_config),
             sleep=sleep,
         )
+    confirmed = None
+    if outcome.kind == Sent.MAYBE_SENT:
+        # The answer was lost: the gateway's echo (often here first) or a read-back may
+        # show it went out. Then it is sent, and nobody has to check the phone.
+        confirmed = reconcile.settle_after_send(msg, gateway, _address(msg))
+        if confirmed is not None:
+            gateway_id, confirmed_by = confirmed
+            outcome = SendOutcome.sent(gateway_id)
     try:
-        return _record(msg, outcome, attempts, worker)
+        return _record(
+            msg, outcome, attempts, worker, confirmed_by=confirmed[1] if confirmed else ""
+        )
     except lifecycle.MoveRefused as exc:
         # Only possible if this worker outlived its lease; the log still tells the truth.
         if outcome.ok:
-            _log_entry(msg, "success", message_id=outcome.message_id, error=None)
+            log_entry(msg, "success", message_id=outcome.message_id, error=None)
             log.error("%s was SENT, but could not be recorded as sent: %s", msg.message_id, exc)
         else:
             log.error("%s: could not record the outcome: %s", msg.message_id, exc)
@@ -267,7 +277,17 @@ def _address(msg: Message) -> str:
     return reply_address(msg.recipient, original)
 
 
-def _record(msg: Message, outcome: SendOutcome, attempts: int, worker: str) -> Outcome:
+def _record(
+    msg: Message,
+    outcome: SendOutcome,
+    attempts: int,
+    worker: str,
+    *,
+    confirmed_by: str = "",
+    remember: bool = False,
+) -> Outcome:
+    """`remember`: the gateway reports on our sends later (echoes, delivery failures):
+    keep which of its ids is this reply."""
     who = {"actor": worker, "source": Source.WORKER, "worker": worker}
     if outcome.kind == Sent.NOT_SENT and outcome.next != Next.FINAL:
         # Nothing went out and the reply could still go: it waits, in its place.
@@ -280,13 +300,15 @@ def _record(msg: Message, outcome: SendOutcome, attempts: int, worker: str) -> O
         )
     with transaction.atomic():
         if outcome.ok:
+            detail: dict[str, Any] = {"attempts": attempts}
+            if confirmed_by:
+                detail["confirmed_by"] = confirmed_by
             lifecycle.mark_sent(
-                msg.message_id,
-                gateway_message_id=outcome.message_id,
-                detail={"attempts": attempts},
-                **who,
+                msg.message_id, gateway_message_id=outcome.message_id, detail=detail, **who
             )
-            _log_entry(msg, "success", message_id=outcome.message_id, error=None)
+            if remember:
+                reconcile.note_answer(msg.message_id, outcome.message_id)
+            log_entry(msg, "success", message_id=outcome.message_id, error=None)
             return Outcome(msg.message_id, Status.SENT, attempts=attempts)
         unknown = outcome.kind == Sent.MAYBE_SENT
         error = f"{OUTCOME_UNKNOWN} ({outcome.error})" if unknown else f"not sent: {outcome.error}"
@@ -296,11 +318,11 @@ def _record(msg: Message, outcome: SendOutcome, attempts: int, worker: str) -> O
             detail={"attempts": attempts, "outcome_unknown": unknown},
             **who,
         )
-        _log_entry(msg, "failed", message_id=None, error=error)
+        log_entry(msg, "failed", message_id=None, error=error)
         return Outcome(msg.message_id, Status.FAILED, error=error, attempts=attempts)
 
 
-def _log_entry(msg: Message, outcome: str, *, message_id: str | None, error: str | None) -> None:
+def log_entry(msg: Message, outcome: str, *, message_id: str | None, error: str | None) -> None:
     """One `message_log` entry in the old sender's shape."""
     now = clock.now()
     entry = {

@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from statecore import accounts, gateway_views
+from statecore import accounts, gateway_views, webhook_views
 
 # django.contrib.auth.urls, but the self-service reset answers 404 unless it is enabled
 # (README "Security"); admins set passwords in the admin or with `changepassword`.
@@ -37,5 +37,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/", include(account_urls)),
     path("gateway/events", gateway_views.events, name="gateway-events"),
+    path("gateway/webhook", webhook_views.webhook, name="gateway-webhook"),
     path("", include("approvals.urls")),
 ]
