@@ -43,7 +43,9 @@ def read(environ: Mapping[str, str]) -> GatewaySettings:
 
     kind = get("GATEWAY_KIND", WWEBJS) or WWEBJS
     if kind not in KINDS:
-        raise ImproperlyConfigured(f"GATEWAY_KIND: expected one of {', '.join(KINDS)}, got {kind!r}")
+        raise ImproperlyConfigured(
+            f"GATEWAY_KIND: expected one of {', '.join(KINDS)}, got {kind!r}"
+        )
     found = GatewaySettings(
         kind=kind,
         url=get("GATEWAY_URL", GRAPH_URL if kind == CLOUD else "").rstrip("/"),
@@ -57,7 +59,11 @@ def read(environ: Mapping[str, str]) -> GatewaySettings:
         return found  # its address is the state's api_endpoint
     _url("GATEWAY_URL", found.url)
     if not found.api_key:
-        what = {WAHA: "WAHA's X-Api-Key", EVOLUTION: "Evolution's apikey", CLOUD: "the access token"}
+        what = {
+            WAHA: "WAHA's X-Api-Key",
+            EVOLUTION: "Evolution's apikey",
+            CLOUD: "the access token",
+        }
         raise ImproperlyConfigured(f"GATEWAY_API_KEY: required for {kind} ({what[kind]})")
     if any(c.isspace() or ord(c) < 32 for c in found.api_key):
         raise ImproperlyConfigured("GATEWAY_API_KEY: must not contain spaces or control characters")
@@ -85,6 +91,10 @@ def _url(name: str, value: str) -> None:
     except ValueError:
         ok = False
     if not value:
-        raise ImproperlyConfigured(f"{name}: required (the gateway's base URL, http(s)://host:port)")
+        raise ImproperlyConfigured(
+            f"{name}: required (the gateway's base URL, http(s)://host:port)"
+        )
     if not ok or any(c.isspace() for c in value):
-        raise ImproperlyConfigured(f"{name}: expected an http(s) URL with a host, got {value[:100]!r}")
+        raise ImproperlyConfigured(
+            f"{name}: expected an http(s) URL with a host, got {value[:100]!r}"
+        )
