@@ -26,7 +26,10 @@ ACTION_LABELS = {
     "confirm_sent": "Confirmed sent",
     "mark_sent": "Sent",
     "mark_failed": "Send failed",
+    "delivery_failed": "Delivery failed after sending",
 }
+# How the gateway showed an uncertain send went out (reconcile.py), in words.
+CONFIRMED_BY = {"echo": "the gateway's echo", "read-back": "reading the chat back"}
 # The sender's wording when a send may have reached WhatsApp (see GATEWAY.md).
 UNCERTAIN_MARK = "outcome unknown"
 
@@ -57,9 +60,18 @@ class Step:
     def label(self) -> str:
         if self.event.action == "approve" and self.edited is not None:
             return "Edited and approved"
+        confirmed_by = self.confirmed_by
+        if confirmed_by:
+            return f"Sent: confirmed by {CONFIRMED_BY.get(confirmed_by, confirmed_by)}"
         return ACTION_LABELS.get(
             self.event.action, self.event.action.replace("_", " ").capitalize()
         )
+
+    @property
+    def confirmed_by(self) -> str:
+        detail = self.event.detail if isinstance(self.event.detail, dict) else {}
+        value = detail.get("confirmed_by")
+        return value if isinstance(value, str) else ""
 
     @property
     def original(self) -> str | None:
@@ -102,6 +114,11 @@ class Entry:
     def error(self) -> str:
         value = self.msg.data.get("error") if self.msg.status == Status.FAILED else None
         return value if isinstance(value, str) else ("" if value is None else str(value))
+
+    @property
+    def from_phone(self) -> bool:
+        """A person's answer from the phone, kept as part of the conversation."""
+        return self.msg.data.get("from_phone") is True
 
     @property
     def uncertain(self) -> bool:
