@@ -655,7 +655,11 @@ def test_the_factory_gives_the_wwebjs_adapter_at_api_endpoint(db, standin: FakeG
     use_gateway(standin.url + "/")
 
     with whatsapp.gateway(status_timeout=TIMEOUT, send_timeout=TIMEOUT) as gateway:
-        assert (gateway.kind, gateway.traits.can_pull, gateway.address) == ("wwebjs", True, standin.url)
+        assert (gateway.kind, gateway.traits.can_pull, gateway.address) == (
+            "wwebjs",
+            True,
+            standin.url,
+        )
         assert gateway.status().ready
         assert gateway.send(ADDRESS, TEXT).ok
     assert whatsapp.kind() == "wwebjs"

@@ -194,8 +194,14 @@ class WebhookItem:
 
 
 def bare_id(message_id: str) -> str:
-    """A WhatsApp message id without its chat prefix: `false_9230...@c.us_3EB0C7` -> `3EB0C7`."""
-    return message_id.rpartition("_")[2] or message_id
+    """A WhatsApp message id without its chat (and a group's participant):
+    `false_9230...@c.us_3EB0C7` and `false_1203...@g.us_3A1B_9230...@c.us` -> the id
+    itself; an id without that prefix as it is. The last part alone would be a group
+    message's participant, the same for every message that person writes."""
+    parts = message_id.split("_")
+    if len(parts) >= 3 and parts[0] in ("true", "false") and parts[2]:
+        return parts[2]
+    return message_id
 
 
 class SessionAction(StrEnum):
