@@ -10,7 +10,7 @@ names) is worked out once per page, in `CardPage`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, tzinfo
+from datetime import datetime, timedelta, tzinfo
 from functools import cached_property
 from typing import NamedTuple
 
@@ -19,16 +19,30 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.dates import MONTHS_3
 
-from statecore import whatsapp
+from statecore import whatsapp, window
+from statecore.lifecycle import MAX_REPLY_LENGTH
 from statecore.messagedata import chat_of, reply_address
 from statecore.models import Message, Status
 
 # A stale card shows the last few newer messages; the rest are counted.
 NEWER_SHOWN = 3
 DECIDED = (Status.APPROVED, Status.REJECTED)
+# The stored `type` of a media message (whatsapp-web.js's, which every adapter keeps), in words.
+MEDIA_WORDS = {
+    "ptt": "voice note",
+    "audio": "audio recording",
+    "image": "image",
+    "video": "video",
+    "document": "document",
+    "sticker": "sticker",
+    "location": "location",
+    "vcard": "contact card",
+}
 # A body longer than this (characters or lines) is shown folded, behind "Show more".
 PREVIEW_CHARS = 400
 PREVIEW_LINES = 6
+# Under this long left of the 24-hour reply window (Cloud) the card says it in orange.
+WINDOW_SHORT = timedelta(hours=2)
 
 
 def age(seconds: float | None) -> str:
@@ -118,6 +132,13 @@ class CardPage:
     def _months(self) -> list[str]:
         return [""] + [str(MONTHS_3[month]).title() for month in range(1, 13)]
 
+    def clock_time(self, when: datetime, now: datetime) -> str:
+        """ "10:42" on the day of `now` (local), "Nov 3, 10:42" on another day."""
+        local, today = when.astimezone(self._zone), now.astimezone(self._zone)
+        if local.date() == today.date():
+            return f"{local.hour:02}:{local.minute:02}"
+        return self.moment(when).short
+
     def moment(self, when: datetime | None) -> Moment:
         """What `|date:"c"` and `|date:"M j, H:i"` show, without their per-call lookups
         (empty without a time)."""
@@ -138,10 +159,18 @@ class Card:
     now: datetime
     incoming: Message | None = None
     newer: list[Message] = field(default_factory=list)
+    # A person's answers from the phone in this chat since the draft, oldest first.
+    phone: list[Message] = field(default_factory=list)
     # The card's mode: "view", "edit", "reject", "confirm" (stale approve) or "notice".
     mode: str = "view"
     notice: str = ""
     page: CardPage = field(default_factory=CardPage)
+    # The reply window (Cloud), set by queue.build_cards for a pending draft: whether it
+    # applies, and when it closes (None: the customer wrote nothing we have: closed).
+    window: bool = False
+    closes: datetime | None = None
+    # Why the gateway refused this approve just now (a refusal answered on the card).
+    refused: str = ""
 
     def __getitem__(self, name: str):
         # A template looks `card.name` up as `card["name"]` first; answering it spares
@@ -186,7 +215,7 @@ class Card:
         classes = ["card", f"card-{self.mode}"]
         if self.mode != "notice" and not self.pending:
             classes.append("card-done")
-        if self.pending and self.newer:
+        if self.pending and self.stale:
             classes.append("is-stale")
         if self.overdue:
             classes.append("is-overdue")
@@ -194,7 +223,19 @@ class Card:
 
     @property
     def stale(self) -> bool:
-        return bool(self.newer)
+        """Something happened in the chat since the draft: approving asks to confirm."""
+        return bool(self.newer or self.phone)
+
+    @property
+    def answered_from_phone(self) -> str:
+        """When a person last answered this chat from the phone since the draft ("10:42"),
+        "" when nobody did."""
+        last = self.phone[-1] if self.phone else None
+        return self.page.clock_time(last.timestamp, self.now) if last and last.timestamp else ""
+
+    @property
+    def phone_shown(self) -> list[Said]:
+        return [Said(self.page.moment(m.timestamp), m.body) for m in self.phone[-NEWER_SHOWN:]]
 
     @property
     def newer_shown(self) -> list[Said]:
@@ -210,7 +251,8 @@ class Card:
 
     @property
     def newest_newer_pk(self) -> int:
-        return self.newer[-1].pk if self.newer else 0
+        """The newest (last stored) message the stale mark shows, 0 without one."""
+        return max((m.pk for m in [*self.newer, *self.phone]), default=0)
 
     @property
     def shown(self) -> str:
@@ -257,6 +299,15 @@ class Card:
     def received_text(self) -> str:
         return self.received.short
 
+    @cached_property
+    def incoming_media(self) -> str:
+        """What the customer sent besides text, in words ("voice note", "image"), "" for text.
+        The stored object is read only when it says it has media (a substring test)."""
+        if self.incoming is None or '"hasMedia":true' not in self.incoming.raw:
+            return ""
+        kind = self.incoming.data.get("type")
+        return MEDIA_WORDS.get(kind, "file") if isinstance(kind, str) else "file"
+
     @property
     def incoming_body(self) -> Body | None:
         return Body.of(self.incoming.body) if self.incoming else None
@@ -264,6 +315,66 @@ class Card:
     @property
     def draft_body(self) -> Body:
         return Body.of(self.msg.body)
+
+    @property
+    def window_state(self) -> str:
+        """ "open", "short" (under WINDOW_SHORT left), "closed", or "" when no window
+        applies (then the card says nothing of it)."""
+        if not (self.window and self.pending):
+            return ""
+        left = self.window_left_seconds
+        if left <= 0:
+            return "closed"
+        return "short" if left < WINDOW_SHORT.total_seconds() else "open"
+
+    @property
+    def window_left_seconds(self) -> int:
+        return int((self.closes - self.now).total_seconds()) if self.closes else 0
+
+    @property
+    def window_left(self) -> str:
+        return age(self.window_left_seconds)
+
+    @property
+    def customer_waited_seconds(self) -> int | None:
+        """Since the customer's last message (the one the window counts from)."""
+        if self.closes is None:
+            return None
+        wrote = self.closes - window.reply_window()
+        return max(0, int((self.now - wrote).total_seconds()))
+
+    @property
+    def customer_waited(self) -> str:
+        return age(self.customer_waited_seconds)
+
+    @property
+    def customer_waited_data(self) -> str:
+        seconds = self.customer_waited_seconds
+        return "" if seconds is None else str(seconds)
+
+    @property
+    def text_limit(self) -> int:
+        """The edit box's maxlength: the gateway's limit (Cloud: 4,096), else ours."""
+        return window.text_limit() or MAX_REPLY_LENGTH
+
+    @property
+    def text_limit_text(self) -> str:
+        """The limit said in the edit box, "" when it is only our own."""
+        limit = window.text_limit()
+        return f"{limit:,}" if limit else ""
+
+    @cached_property
+    def cannot_approve(self) -> str:
+        """Why the gateway would refuse this draft (Approve is disabled), "" when it can go."""
+        if not self.pending:
+            return ""
+        if self.window_state == "closed":
+            return window.WINDOW_CLOSED_TEXT
+        return window.too_long(self.msg.body)
+
+    @property
+    def approve_refusal(self) -> str:
+        return self.refused or self.cannot_approve
 
     @property
     def overdue(self) -> bool:

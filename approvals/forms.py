@@ -5,6 +5,7 @@ from __future__ import annotations
 from django import forms
 from django.core.exceptions import ValidationError
 
+from statecore import window
 from statecore.ids import db_id
 from statecore.lifecycle import MAX_REPLY_LENGTH
 from statecore.models import Status
@@ -81,6 +82,9 @@ class EditForm(forms.Form):
                 f"The reply can be at most {MAX_REPLY_LENGTH:,} characters; it has {len(text):,}.",
                 code="too_long",
             )
+        too_long = window.too_long(text)  # the gateway's own limit (Cloud: 4,096)
+        if too_long:
+            raise ValidationError(f"{too_long[0].upper()}{too_long[1:]}.", code="too_long")
         return text
 
 

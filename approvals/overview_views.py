@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.contrib.auth.decorators import login_required
+from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_safe
 
-from statecore import stats
+from statecore import stats, window
 from statecore.models import DraftAttempt, Status
 
 from . import queue
@@ -101,6 +102,18 @@ def _waits(title: str, what: str, waits: stats.Waits) -> dict:
     }
 
 
+def lost_to_window(now: datetime) -> dict | None:
+    """Replies lost to Cloud's 24-hour window: failed ones whose error says so, in the
+    last 7 days (when they failed) and all stored now; one query. None (no query) when
+    the gateway has no window."""
+    if not window.applies():
+        return None
+    return window.lost_to_window().aggregate(
+        week=Count("pk", filter=Q(status_updated_at__gte=now - stats.WINDOW)),
+        stored=Count("pk"),
+    )
+
+
 @login_required
 @require_safe
 def overview(request: HttpRequest) -> HttpResponse:
@@ -126,6 +139,7 @@ def overview(request: HttpRequest) -> HttpResponse:
         ],
         "chart": chart(figures.hours),
         "drafting_failed": DraftAttempt.objects.filter(outcome=DraftAttempt.Outcome.FAILED).count(),
+        "lost_to_window": lost_to_window(figures.now),
         "sender_silent": silent,
         "heartbeat_age": duration(figures.now - heartbeat.beat_at) if heartbeat else None,
         "oldest_wait": duration(figures.now - figures.oldest_pending.timestamp)

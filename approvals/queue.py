@@ -2,8 +2,9 @@
 
 Each helper runs a fixed number of queries whatever the volume: the incoming
 messages a page's drafts answer and the newer messages of the same chats ("the
-customer wrote again") come in one query, the counts per status in one GROUP BY
-(plus the overdue count).
+customer wrote again", "answered from the phone") come in one query, the counts
+per status in one GROUP BY (plus the overdue count), and with a reply window
+(Cloud) when each chat's window closes in one more.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from django.conf import settings
 from django.db.models import Count, F, Q, QuerySet
 from django.db.models.functions import Length
 
+from statecore import window
 from statecore.lifecycle import MoveRefused, Refusal
 from statecore.models import Message, Status
 
@@ -85,21 +87,35 @@ def build_cards(
     related: Related | None = None,
 ) -> list[Card]:
     """Cards for these drafts: one query for the messages they answer and (with_newer)
-    what their chats wrote since, unless the caller has them (`related`)."""
+    what their chats wrote since, unless the caller has them (`related`); with a reply
+    window (Cloud), one more for when the pending drafts' windows close."""
     drafts = list(drafts)
     if related is None:
         related = related_messages(drafts, newer=with_newer)
     page = CardPage()
-    return [
+    cards = [
         Card(
             msg=draft,
             now=now,
             incoming=related.answered.get(draft.reply_to),
             newer=related.newer.get(draft.pk, []),
+            phone=related.phone.get(draft.pk, []),
             page=page,
         )
         for draft in drafts
     ]
+    add_windows([card for card in cards if card.pending])
+    return cards
+
+
+def add_windows(cards: Sequence[Card]) -> None:
+    """When each card's reply window closes (Cloud): one query for them all; none at
+    all when the gateway has no window."""
+    if not cards or not window.applies():
+        return
+    closes = window.closes_at_for(card.chat for card in cards)
+    for card in cards:
+        card.window, card.closes = True, closes.get(card.chat)
 
 
 class Related(NamedTuple):
@@ -107,13 +123,17 @@ class Related(NamedTuple):
     answered: dict[str, Message]
     # For each draft (by pk), what its chat wrote after it, oldest first.
     newer: dict[int, list[Message]]
+    # For each draft (by pk), a person's answers from the phone after it, oldest first.
+    phone: dict[int, list[Message]]
 
 
 def related_messages(
     drafts: Sequence[Message], *, answered: bool = True, newer: bool = True
 ) -> Related:
-    """The messages these drafts answer and what their chats wrote after each draft, in
-    one query. "Wrote" means a message that is not itself a reply and has a sender."""
+    """The messages these drafts answer, what their chats wrote after each draft and a
+    person's answers from the phone after it, in one query. "Wrote" means a message that
+    is not itself a reply and has a sender; an answer from the phone has neither (it is
+    marked `from_phone` in its stored object)."""
     ids = {d.reply_to for d in drafts if d.reply_to} if answered else set()
     dated = [d for d in drafts if d.chat and d.timestamp] if newer else []
     wanted = []
@@ -129,10 +149,9 @@ def related_messages(
                 timestamp__gt=min(d.timestamp for d in dated),
                 reply_to_length=0,
             )
-            & ~Q(sender="")
         )
     if not wanted:
-        return Related({}, {})
+        return Related({}, {}, {})
     rows = (
         Message.objects.alias(reply_to_length=Length("reply_to"))
         .filter(reduce(operator.or_, wanted))
@@ -140,12 +159,18 @@ def related_messages(
     )
     found: dict[str, Message] = {}
     by_chat: dict[str, list[Message]] = defaultdict(list)
+    from_phone: dict[str, list[Message]] = defaultdict(list)
     for row in rows:
         if row.message_id in ids:
             found[row.message_id] = row
-        if row.sender and not row.reply_to and row.timestamp:
+        if row.reply_to or not row.timestamp:
+            continue
+        if _is_from_phone(row):
+            from_phone[row.chat].append(row)
+        elif row.sender:
             by_chat[row.chat].append(row)
     later: dict[int, list[Message]] = {}
+    answered_later: dict[int, list[Message]] = {}
     for draft in dated:
         wrote = [
             m
@@ -154,7 +179,15 @@ def related_messages(
         ]
         if wrote:
             later[draft.pk] = wrote
-    return Related(found, later)
+        answered = [m for m in from_phone.get(draft.chat, []) if m.timestamp > draft.timestamp]
+        if answered:
+            answered_later[draft.pk] = answered
+    return Related(found, later, answered_later)
+
+
+def _is_from_phone(row: Message) -> bool:
+    # The text test first: only the rare row holding the key is parsed.
+    return window.FROM_PHONE_KEY in row.raw and row.data.get("from_phone") is True
 
 
 def answered_messages(drafts: Sequence[Message]) -> dict[str, Message]:
@@ -194,6 +227,8 @@ def status_notice(status: str | None, actor: str, when: datetime | None, *, now:
 def refusal_notice(exc: MoveRefused, *, now: datetime) -> str:
     """The notice for a move the lifecycle refused: someone else was first, the sender
     holds it, or an Undo that is not (or no longer) the reviewer's to make."""
+    if exc.code == Refusal.WINDOW_CLOSED or isinstance(exc, window.TextTooLong):
+        return exc.reason  # the gateway cannot take it: the reason is the news
     if exc.code == Refusal.CLAIMED:
         return "Already claimed for sending: it can no longer be undone or put back in the queue"
     decided = status_notice(exc.actual, exc.last_actor, exc.last_changed_at, now=now)

@@ -3,7 +3,9 @@
 Every view serves a plain request with the whole page (post/redirect/get after a
 change) and an htmx request with just `queue.html#<partial>`. Each action is one
 lifecycle verb; a refusal (someone else was first) answers 409 with the card
-turned into a notice naming who.
+turned into a notice naming who. A refusal the gateway causes (Cloud: the 24-hour
+window closed, a text over 4,096 characters) answers 409 with the card still
+pending, saying why.
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 from django_htmx.http import trigger_client_event
 
-from statecore import clock, lifecycle
-from statecore.lifecycle import MessageNotFound, MoveRefused
+from statecore import clock, lifecycle, window
+from statecore.lifecycle import MessageNotFound, MoveRefused, Refusal
 from statecore.models import Message, Source, Status
 
 from . import queue
@@ -82,8 +84,8 @@ def _done_card(value: str, now) -> Card | None:
 @require_safe
 def queue_poll(request: HttpRequest) -> HttpResponse:
     """What changed since the page was drawn: cards others handled go (with who did it),
-    new ones come, "customer wrote again" marks appear, the counts follow. A card is
-    never re-drawn here, so nothing a reviewer is typing is lost."""
+    new ones come, "customer wrote again" and "answered from the phone" marks appear, the
+    counts follow. A card is never re-drawn here, so nothing a reviewer is typing is lost."""
     now = clock.now()
     filter_form = QueueFilterForm(request.GET)
     filters = filter_form.values()
@@ -95,8 +97,8 @@ def queue_poll(request: HttpRequest) -> HttpResponse:
     page = Paginator(slim, queue.PAGE_SIZE)
     if not filters and not filter_form.search_refused:
         page.count = counts[Status.PENDING_APPROVAL]  # as on the page: not counted twice
-    window = list(page.get_page(request.GET.get("page")).object_list)
-    in_window = {m.pk for m in window}
+    on_page = list(page.get_page(request.GET.get("page")).object_list)
+    in_window = {m.pk for m in on_page}
 
     # A shown card outside this page's window goes only if it is no longer pending (a
     # pending one pushed to the next page by an undo stays until the page is reloaded).
@@ -107,20 +109,22 @@ def queue_poll(request: HttpRequest) -> HttpResponse:
         for pk in outside
         if pk not in rows or rows[pk].status != Status.PENDING_APPROVAL
     ]
-    newer = queue.newer_messages(window)
-    stale_updates = [
-        Card(msg=m, now=now, newer=newer[m.pk])
-        for m in window
-        if m.pk in shown and m.pk in newer and newer[m.pk][-1].pk != shown[m.pk]
+    related = queue.related_messages(on_page, answered=False)
+    marks = [
+        Card(msg=m, now=now, newer=related.newer.get(m.pk, []), phone=related.phone.get(m.pk, []))
+        for m in on_page
+        if m.pk in shown
     ]
-    new_pks = [m.pk for m in window if m.pk not in shown]
+    stale_updates = [c for c in marks if c.stale and c.newest_newer_pk != shown[c.msg.pk]]
+    new_pks = [m.pk for m in on_page if m.pk not in shown]
     new_cards = []
     if new_pks:
         fresh = {m.pk: m for m in Message.objects.filter(pk__in=new_pks)}
         in_order = [fresh[pk] for pk in new_pks if pk in fresh]
         new_cards = queue.build_cards(in_order, now=now, with_newer=False)
         for card in new_cards:
-            card.newer = newer.get(card.msg.pk, [])
+            card.newer = related.newer.get(card.msg.pk, [])
+            card.phone = related.phone.get(card.msg.pk, [])
     context = {
         "counts": counts,
         "overdue_minutes": settings.OVERDUE_MINUTES,
@@ -147,10 +151,11 @@ def approve(request: HttpRequest, pk: int) -> HttpResponse:
     form = ApproveForm(request.POST)
     confirmed = form.is_valid() and form.cleaned_data["confirm_stale"]
     ask = msg.status == Status.PENDING_APPROVAL and not confirmed
-    # One query for what the card shows and whether the customer wrote again.
+    # One query for what the card shows, whether the customer wrote again and whether
+    # someone answered from the phone.
     related = queue.related_messages([msg], newer=ask)
-    if ask and related.newer:
-        # The customer wrote again after this draft: ask before sending it.
+    if ask and (related.newer or related.phone):
+        # The chat moved on after this draft: ask before sending it.
         return _card_response(request, msg, mode="confirm", related=related)
     try:
         msg = lifecycle.approve(msg.message_id, actor=actor(request), source=Source.WEB)
@@ -182,6 +187,9 @@ def edit(request: HttpRequest, pk: int) -> HttpResponse:
     except MessageNotFound:
         raise Http404 from None
     except MoveRefused as exc:
+        if _gateway_refuses(exc):  # the editor stays open: the reviewer's text is kept
+            form.add_error("text", f"Not approved: {exc.reason}.")
+            return _card_response(request, msg, mode="edit", form=form, status=409)
         return _refused(request, msg, exc)
     return _changed(request, msg, "Approved your edited reply to {name}.")
 
@@ -257,10 +265,17 @@ def bulk(request: HttpRequest) -> HttpResponse:
 
 def _bulk_apply(request: HttpRequest, cards: list[Card], data: dict) -> dict:
     verb = data["action"]
-    result: dict = {"action": verb, "done": [], "stale": [], "refused": []}
+    result: dict = {
+        "action": verb,
+        "done": [],
+        "stale": [],
+        "phone": [],
+        "cannot": [],
+        "refused": [],
+    }
     for card in cards:
         if verb == "approve" and card.pending and card.stale and not data["confirm_stale"]:
-            result["stale"].append(card)
+            result["stale" if card.newer else "phone"].append(card)
             continue
         try:
             if verb == "approve":
@@ -275,6 +290,10 @@ def _bulk_apply(request: HttpRequest, cards: list[Card], data: dict) -> dict:
                     reason=data["reason"],
                 )
         except MoveRefused as exc:
+            if _gateway_refuses(exc):  # Cloud: still pending, left as it is, named in the summary
+                card.refused = exc.reason
+                result["cannot"].append(card)
+                continue
             card.mode, card.notice = "notice", queue.refusal_notice(exc, now=card.now)
             result["refused"].append(card)
         else:
@@ -292,8 +311,17 @@ def _bulk_messages(request: HttpRequest, result: dict, verb: str) -> None:
         messages.warning(
             request,
             f"Skipped {len(result['stale'])} where the customer wrote again ({names}): "
-            "tick “Include drafts where the customer wrote again” to approve them anyway.",
+            f"tick “{INCLUDE_STALE}” to approve them anyway.",
         )
+    if result["phone"]:
+        names = ", ".join(_name(c) for c in result["phone"])
+        messages.warning(
+            request,
+            f"Skipped {len(result['phone'])} answered from the phone since the draft ({names}): "
+            f"tick “{INCLUDE_STALE}” to approve them anyway.",
+        )
+    for card in result["cannot"]:
+        messages.warning(request, f"Skipped the reply to {_name(card)}: {card.approve_refusal}.")
     for card in result["refused"]:
         messages.warning(request, f"Skipped the reply to {_name(card)}: {card.notice}.")
     if result.get("missing"):
@@ -301,6 +329,15 @@ def _bulk_messages(request: HttpRequest, result: dict, verb: str) -> None:
 
 
 # --- Responses ---------------------------------------------------------------------
+
+# The bulk bar's checkbox (queue.html says the same words).
+INCLUDE_STALE = "Include drafts where the customer wrote again or someone answered from the phone"
+
+
+def _gateway_refuses(exc: MoveRefused) -> bool:
+    """The gateway cannot take this reply (Cloud's window or length): the draft stays
+    pending, so its card stays a live card that says why, not a notice."""
+    return exc.code == Refusal.WINDOW_CLOSED or isinstance(exc, window.TextTooLong)
 
 
 def _render(request: HttpRequest, template: str, context: dict, status: int = 200) -> HttpResponse:
@@ -325,10 +362,11 @@ def _card_response(
     notice: str = "",
     status: int = 200,
     related: queue.Related | None = None,
+    refused: str = "",
 ) -> HttpResponse:
     now = clock.now()
     card_ = queue.build_cards([msg], now=now, related=related)[0]
-    card_.mode, card_.notice = mode, notice
+    card_.mode, card_.notice, card_.refused = mode, notice, refused
     context = {"card": card_, "form": form, "next": next_url(request)}
     if request.htmx:
         return _render(request, f"{TEMPLATE}#card", context, status=status)
@@ -344,7 +382,10 @@ def _card_response(
 
 
 def _refused(request: HttpRequest, msg: Message, exc: MoveRefused) -> HttpResponse:
-    """Someone else was first: 409, the card turned into a notice naming who and when."""
+    """Someone else was first: 409, the card turned into a notice naming who and when.
+    The gateway cannot take it: 409, the card as it is, saying why."""
+    if _gateway_refuses(exc):
+        return _card_response(request, msg, refused=exc.reason, status=409)
     notice = queue.refusal_notice(exc, now=clock.now())
     return _card_response(request, msg, mode="notice", notice=notice, status=409)
 

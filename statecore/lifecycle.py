@@ -64,6 +64,7 @@ class Refusal(StrEnum):
     TOO_LATE = "too_late"  # an undo after the grace window (a reopen is still possible)
     NOT_CLAIM_HOLDER = "not_claim_holder"  # a worker records a reply it no longer holds
     WINDOW_CLOSED = "window_closed"  # Cloud: the customer's 24-hour reply window has closed
+    TOO_LONG = "too_long"  # longer than one send of the gateway carries (Cloud: 4,096)
 
 
 class MoveRefused(ValueError):
@@ -161,6 +162,10 @@ def move(
             guard_code = Refusal.CLAIMED
         elif action == "retry":  # a new send: the failed attempt's lease is over
             release_lease = True
+        if action in ("approve", "retry"):
+            guard, guard_reason, guard_code = _gateway_rules(
+                msg, set_keys, guard, guard_reason, guard_code
+            )
 
         now = clock.now()
         data = json.loads(msg.raw)
@@ -190,6 +195,29 @@ def move(
         for field, value in changes.items():
             setattr(msg, field, value)
     return msg
+
+
+def _gateway_rules(
+    msg: Message, set_keys: dict | None, guard: Q | None, reason: str, code: Refusal
+) -> tuple[Q | None, str, Refusal]:
+    """What the configured gateway refuses, for a reply about to go to the sender: a text
+    longer than one send carries (window.TextTooLong, at once) and, with a reply window
+    (Cloud), a closed window (a condition of the compare-and-set, Refusal.WINDOW_CLOSED)."""
+    from . import window  # window.py imports this module
+
+    text = (set_keys or {}).get("body", msg.body)
+    if isinstance(text, str) and window.too_long(text):
+        raise window.TextTooLong(
+            msg.message_id, length=len(text), limit=window.text_limit(), actual=msg.status
+        )
+    open_now = window.open_guard(clock.now())
+    if open_now is None:
+        return guard, reason, code
+    return (
+        open_now if guard is None else guard & open_now,
+        window.WINDOW_CLOSED_TEXT,
+        Refusal.WINDOW_CLOSED,
+    )
 
 
 def _check_undo(msg: Message, to_status: str, actor: str) -> None:
@@ -244,14 +272,44 @@ def submit(message_id: str, *, actor: str, source: str) -> Message:
 
 
 def approve(message_id: str, *, actor: str, source: str, note: str = "") -> Message:
-    """A reviewer approves the draft as it is."""
-    return move(
-        message_id, S.APPROVED, expected=[S.PENDING_APPROVAL], actor=actor, source=source, note=note
-    )
+    """A reviewer approves the draft as it is.
+
+    With a gateway that refuses it (see `_gateway_rules`: Cloud's closed window, a text
+    too long) the move is refused. The automation (actor "auto": add_message with
+    human_in_the_loop off) then leaves the draft pending for a person (a doomed send
+    helps nobody), with an audited `auto_approve_refused` saying why."""
+    from . import window  # window.py imports this module
+
+    try:
+        return move(
+            message_id,
+            S.APPROVED,
+            expected=[S.PENDING_APPROVAL],
+            actor=actor,
+            source=source,
+            note=note,
+        )
+    except MoveRefused as exc:
+        gateway_refuses = exc.code == Refusal.WINDOW_CLOSED or isinstance(exc, window.TextTooLong)
+        if actor != "auto" or not gateway_refuses:
+            raise
+        _audit(
+            message_id,
+            "auto_approve_refused",
+            S.PENDING_APPROVAL,
+            S.PENDING_APPROVAL,
+            actor,
+            source,
+            exc.reason,
+            {"code": str(exc.code)},
+            clock.now(),
+        )
+        return Message.objects.get(message_id=message_id)
 
 
 def edit_and_approve(message_id: str, text: str, *, actor: str, source: str) -> Message:
-    """A reviewer replaces the draft's text and approves it; the audit event keeps both."""
+    """A reviewer replaces the draft's text and approves it; the audit event keeps both.
+    Refused as `approve` is when the gateway would refuse it."""
     if not text.strip():
         raise ValueError(f"{message_id}: the edited reply is empty")
     if len(text) > MAX_REPLY_LENGTH:
@@ -311,7 +369,8 @@ def reopen(message_id: str, *, actor: str, source: str, note: str = "") -> Messa
 
 
 def retry(message_id: str, *, actor: str, source: str, note: str = "") -> Message:
-    """failed -> approved: a person asks for another send."""
+    """failed -> approved: a person asks for another send. With a reply window (Cloud)
+    refused with Refusal.WINDOW_CLOSED until the customer writes again."""
     return move(
         message_id,
         S.APPROVED,

@@ -156,14 +156,17 @@ class StateManager:
         self, message_id: str, from_status: MessageStatus | str, to_status: MessageStatus | str
     ) -> bool:
         """True when moved; False when it is not in `from_status` (someone moved it
-        first); a move the lifecycle forbids raises ValueError naming it."""
+        first); a move the lifecycle forbids, or the gateway would refuse (Cloud's closed
+        24-hour window, a text too long), raises ValueError naming it."""
         _text("message_id", message_id)
         source, target = _status(from_status, "from_status"), _status(to_status, "to_status")
         if not lifecycle.is_allowed(source, target):
             raise ValueError(f"{message_id}: the lifecycle does not allow {source} -> {target}")
         try:
             lifecycle.move(message_id, target, expected=[source], **self._who())
-        except lifecycle.MoveRefused:
+        except lifecycle.MoveRefused as exc:
+            if exc.code in (lifecycle.Refusal.WINDOW_CLOSED, lifecycle.Refusal.TOO_LONG):
+                raise
             return False
         return True
 

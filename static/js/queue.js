@@ -11,6 +11,7 @@
 
   var TICK_MS = 1000;
   var AGE_TICK_MS = 15000;
+  var WINDOW_SHORT_SECONDS = 2 * 3600; // cards.WINDOW_SHORT
   var EMPTY_SELECTION = "Tick replies to act on several at once";
   var currentId = null;
   var currentIndex = 0;
@@ -270,6 +271,17 @@
       if (!ageBase.has(time)) ageBase.set(time, { seconds: Number(value), at: Date.now() });
       var base = ageBase.get(time);
       time.textContent = formatAge(base.seconds + (Date.now() - base.at) / 1000);
+    });
+    // Cloud's reply window counts down as the page stays open (the server refuses
+    // an approve once it has closed, whatever the page still shows).
+    document.querySelectorAll(".window-left[data-left]").forEach(function (span) {
+      if (!ageBase.has(span)) ageBase.set(span, { seconds: Number(span.getAttribute("data-left")), at: Date.now() });
+      var base = ageBase.get(span);
+      var left = base.seconds - (Date.now() - base.at) / 1000;
+      span.textContent = left > 0 ? "window open " + formatAge(left) : "window closed";
+      span.classList.toggle("window-open", left >= WINDOW_SHORT_SECONDS);
+      span.classList.toggle("window-short", left > 0 && left < WINDOW_SHORT_SECONDS);
+      span.classList.toggle("window-closed", left <= 0);
     });
   }
 
