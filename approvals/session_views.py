@@ -2,8 +2,9 @@
 
 One view serves the page; an htmx request gets only the fragment it asked
 for (the gateway's live status, or the QR panel that polls until the session
-is ready). Actions are for staff only and change the session through
-statecore, never here.
+is ready). Actions need the `statecore.manage_session` permission (not bare
+`is_staff`), are offered only where the kind of gateway has them, and change
+the session through statecore, never here.
 """
 
 from __future__ import annotations
@@ -13,25 +14,36 @@ from datetime import timedelta
 
 import segno
 from django.contrib import messages
-from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRefresh
 
-from statecore import clock, rootstate, session, session_check, session_events, whatsapp
+from statecore import (
+    clock,
+    rootstate,
+    session,
+    session_actions,
+    session_check,
+    session_events,
+    whatsapp,
+)
 from statecore.models import GatewayState, Heartbeat, Source
 from statecore.sending import HEARTBEAT_NAME
+from statecore.session_actions import SessionActionRefused
+from statecore.whatsapp import SessionAction
+from statecore.whatsapp.config import WWEBJS
 
-from .access import actor, signed_in
-from .session_forms import MarkInvalidForm
+from .access import actor, require_perm, signed_in
+from .session_forms import MarkInvalidForm, PairForm
 
 log = logging.getLogger(__name__)
 
 TEMPLATE = "approvals/session.html"
 # The sender polls every few seconds; a beat older than this means it is not running.
 HEARTBEAT_STALE_SECONDS = 60
+MANAGE = "statecore.manage_session"
 
 
 @require_GET
@@ -53,7 +65,7 @@ def session_page(request: HttpRequest) -> HttpResponse:
 @require_POST
 @signed_in
 def check_now(request: HttpRequest) -> HttpResponse:
-    _require_staff(request)
+    require_perm(request, MANAGE)
     with whatsapp.gateway(status_timeout=session_check.PAGE_STATUS_TIMEOUT) as gateway:
         # A person's check: it also lifts a person's earlier "Mark invalid".
         result = session_check.check(
@@ -71,7 +83,7 @@ def check_now(request: HttpRequest) -> HttpResponse:
 @require_POST
 @signed_in
 def mark_invalid(request: HttpRequest) -> HttpResponse:
-    _require_staff(request)
+    require_perm(request, MANAGE)
     form = MarkInvalidForm(request.POST)
     if not form.is_valid():
         return render(request, TEMPLATE, _context(request, form=form), status=422)
@@ -81,27 +93,93 @@ def mark_invalid(request: HttpRequest) -> HttpResponse:
     return redirect("approvals:session")
 
 
-def _require_staff(request: HttpRequest) -> None:
-    if not request.user.is_staff:
-        raise PermissionDenied("Only staff can check or invalidate the session.")
+@require_POST
+@signed_in
+def pair(request: HttpRequest) -> HttpResponse:
+    require_perm(request, MANAGE)
+    form = PairForm(request.POST)
+    try:
+        # Before the form: a kind without it has no form on the page to show an error in.
+        session_actions.require_offered(SessionAction.PAIR)
+        if not form.is_valid():
+            return render(request, TEMPLATE, _context(request, pair_form=form), status=422)
+        code = session_actions.pair(
+            form.cleaned_data["number"], actor=actor(request), source=Source.WEB
+        )
+    except SessionActionRefused as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(
+            request,
+            f"Pairing code {code}: on that phone open WhatsApp → Linked devices → Link a device → "
+            "Link with phone number instead, and enter it.",
+        )
+    return redirect("approvals:session")
 
 
-def _context(request: HttpRequest, form: MarkInvalidForm | None = None) -> dict:
+@require_POST
+@signed_in
+def restart(request: HttpRequest) -> HttpResponse:
+    require_perm(request, MANAGE)
+    try:
+        session_actions.restart(actor=actor(request), source=Source.WEB)
+    except SessionActionRefused as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(
+            request, "The gateway is restarting the session; this page shows what it says next."
+        )
+    return redirect("approvals:session")
+
+
+@require_POST
+@signed_in
+def logout(request: HttpRequest) -> HttpResponse:
+    require_perm(request, MANAGE)
+    try:
+        if request.POST.get("confirm") != "yes":
+            # The first press only asks: a logout cannot be undone from here.
+            session_actions.require_offered(SessionAction.LOGOUT)
+            return render(request, TEMPLATE, _context(request, confirm_logout=True))
+        session_actions.logout(actor=actor(request), source=Source.WEB)
+    except SessionActionRefused as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.warning(
+            request, "WhatsApp is logged out: link the phone again (QR or pairing code) to send."
+        )
+    return redirect("approvals:session")
+
+
+def _context(
+    request: HttpRequest,
+    form: MarkInvalidForm | None = None,
+    *,
+    pair_form: PairForm | None = None,
+    confirm_logout: bool = False,
+) -> dict:
     root = rootstate.get_root()
     stored = rootstate.session_data(root)
     report = session.check(stored)
     # Read, never created here: a GET records nothing, not even an empty row.
     gateway_state = GatewayState.objects.filter(pk=1).first() or GatewayState()
     qr = session_events.latest_qr() if gateway_state.qr and not report.valid else None
+    # The state's api_endpoint is the scripts' service's address and nobody else's.
+    uses_api_endpoint = whatsapp.kind() == WWEBJS
     return {
         "report": report,
         "stored": stored,
         "invalidated_at": clock.parse_timestamp(stored.get("invalidated_at")),
         "account": rootstate.part(root, "account_info", {}) or {},
         "gateway_kind": whatsapp.kind(),
-        "gateway_address": whatsapp.address(),
+        # whatsapp.address() for the scripts' service, from the root already read.
+        "gateway_address": rootstate.api_endpoint(root)
+        if uses_api_endpoint
+        else whatsapp.address(),
         "gateway_state": gateway_state,
         "qr": qr,
+        # The code the gateway gave for "Link with phone number", while it is still wanted.
+        "pairing_code": "" if report.valid else gateway_state.pairing_code,
         "qr_svg": _qr_svg(qr.text) if qr else "",
         # Poll while WhatsApp waits for a login: the loop records a fresh QR every ~20 s.
         "polling": not report.valid
@@ -112,6 +190,12 @@ def _context(request: HttpRequest, form: MarkInvalidForm | None = None) -> dict:
         "heartbeat": _heartbeat(),
         "events": session_events.recent(20),
         "form": form or MarkInvalidForm(),
+        "pair_form": pair_form or PairForm(),
+        "can_manage": request.user.has_perm(MANAGE),
+        # Plain strings, so the template can ask `"pair" in actions`.
+        "actions": {str(action) for action in session_actions.offered()},
+        "confirm_logout": confirm_logout,
+        "uses_api_endpoint": uses_api_endpoint,
         "live": None,
     }
 

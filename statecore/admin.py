@@ -603,8 +603,23 @@ class GatewayEventAdmin(ReadOnlyAdmin):
 class GatewayStateAdmin(ReadOnlyAdmin):
     """What the gateway last said; written only by the session verbs (see /session/)."""
 
-    list_display = ["state", "reason", "code", "seen_at", "repeats", "held_reason", "last_poll_at"]
+    list_display = [
+        "state",
+        "reason",
+        "code",
+        "seen_at",
+        "repeats",
+        "held_reason",
+        "last_poll_at",
+        "gateway_kind",
+        "gateway_address",
+    ]
+    # Which gateway these words came from: api_endpoint is only the scripts' service's
+    # address, so the admin says the one in use (never its key or secret).
+    readonly_fields = ["gateway_kind", "gateway_address"]
     fields = [
+        "gateway_kind",
+        "gateway_address",
         "state",
         "reason",
         "code",
@@ -618,6 +633,18 @@ class GatewayStateAdmin(ReadOnlyAdmin):
         "inbound_gap",
         "inbound_gap_at",
     ]
+
+    @admin.display(description="gateway kind")
+    def gateway_kind(self, obj: GatewayState) -> str:
+        from . import whatsapp
+
+        return whatsapp.kind()
+
+    @admin.display(description="address in use")
+    def gateway_address(self, obj: GatewayState) -> str:
+        from . import whatsapp
+
+        return whatsapp.address()
 
 
 @admin.register(Heartbeat)

@@ -298,6 +298,9 @@ class GatewayState(models.Model):
         verbose_name = "gateway state"
         verbose_name_plural = "gateway state"
         constraints = [models.CheckConstraint(condition=Q(pk=1), name="gateway_state_is_single")]
+        permissions = [
+            ("manage_session", "Can check, re-link, restart and log out the WhatsApp session")
+        ]
 
     def __str__(self) -> str:
         return f"{self.state}: {self.reason}"

@@ -2,8 +2,10 @@
 
 A session counts as valid (no QR scan needed) only when `authenticated` and
 `session_valid` are both true, `last_validation` is younger than
-`validation_interval_minutes`, and the `session_path` directory exists where
-settings.WHATSAPP_SESSION_BASE says to look. No network call happens here.
+`validation_interval_minutes`, and, for the scripts' whatsapp-web.js service, the
+`session_path` directory exists where settings.WHATSAPP_SESSION_BASE says to look
+(WAHA, Evolution and the Cloud API keep their login themselves: for them that rule is
+"not applicable"). No network call happens here.
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ class Rule:
     name: str
     passed: bool
     reason: str
+    # False for a rule that does not apply to this gateway: it passes, and a page says
+    # "not applicable" rather than ticking it.
+    applicable: bool = True
 
 
 @dataclass(frozen=True)
@@ -58,7 +63,10 @@ def interval_minutes(session: dict) -> int:
 
 
 def check(session: dict, *, now: datetime | None = None) -> SessionReport:
-    """The four rules, each with pass/fail and why."""
+    """The four rules, each with pass/fail and why.
+
+    The session-folder rule is whatsapp-web.js's (its login lives in `.wwebjs_auth`):
+    for a gateway that keeps its login itself it passes as not applicable."""
     now = now or clock.now()
     rules = [
         Rule(
@@ -99,13 +107,26 @@ def check(session: dict, *, now: datetime | None = None) -> SessionReport:
                 f"validated at {clock.local_iso(last)}, fresh for {minutes} minutes",
             )
         )
-    folder = session_dir(session)
-    rules.append(
-        Rule("session folder", True, f"{folder} exists")
-        if folder.is_dir()
-        else Rule("session folder", False, f"the session folder {folder} does not exist")
-    )
+    rules.append(_folder_rule(session))
     return SessionReport(rules=rules, last_validation=last, stale_at=stale_at)
+
+
+def _folder_rule(session: dict) -> Rule:
+    from . import whatsapp
+
+    if not whatsapp.traits().needs_session_folder:
+        # WAHA, Evolution and Cloud hold the login on their side: no folder of ours
+        # can say anything about it, so it must neither fail nor claim a folder exists.
+        return Rule(
+            "session folder",
+            True,
+            f"not applicable: the {whatsapp.kind()} gateway keeps its login itself",
+            applicable=False,
+        )
+    folder = session_dir(session)
+    if folder.is_dir():
+        return Rule("session folder", True, f"{folder} exists")
+    return Rule("session folder", False, f"the session folder {folder} does not exist")
 
 
 def _valid_flag_rule(session: dict) -> Rule:
@@ -292,7 +313,10 @@ def _remember(row: GatewayState, status: Status, now) -> None:
         row.qr, row.qr_seen_at = status.qr, now
     elif not status.qr and status.state != State.NEEDS_QR:
         row.qr, row.qr_seen_at = "", None
-    row.pairing_code = status.pairing_code[:50]
+    if status.pairing_code or status.state not in _LOGIN_STATES:
+        # A code asked for by a person stays shown while the gateway still waits for a
+        # login (WAHA's status says SCAN_QR_CODE and carries no code of its own).
+        row.pairing_code = status.pairing_code[:50]
     row.save()
 
 

@@ -1,4 +1,4 @@
-"""/session/: the verdict and its reasons, the QR the loops recorded, staff-only actions.
+"""/session/: the verdict and its reasons, the QR the loops recorded, the session actions.
 
 The page only shows what was recorded (by the receiving loop's watch, a check,
 a forwarded event): a GET asks the gateway for its live status at most, and
@@ -14,6 +14,7 @@ from datetime import timedelta
 from html import unescape
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.core.management import call_command
 from django.forms.models import model_to_dict
 from django.test import Client
@@ -49,7 +50,10 @@ def reviewer(django_user_model):
 
 @pytest.fixture
 def staff(django_user_model):
-    return django_user_model.objects.create_user("sam", password="pw-sam-123456", is_staff=True)
+    """Someone who runs the session: staff with `statecore.manage_session`."""
+    user = django_user_model.objects.create_user("sam", password="pw-sam-123456", is_staff=True)
+    user.user_permissions.add(Permission.objects.get(codename="manage_session"))
+    return user
 
 
 def signed_in(user) -> Client:

@@ -159,3 +159,14 @@ def test_not_valid_needs_a_reason(valid):
     with pytest.raises(ValueError, match="reason"):
         session.not_valid("  ", **AUTO)
     assert session.check(session.current()).valid
+
+
+def test_a_pairing_code_stays_while_the_gateway_still_waits_for_a_login(db):
+    asked = Status(State.NEEDS_PAIRING, "type the code on the phone", pairing_code="ABCD-EFGH")
+    session.record_status(asked, actor="dana", source=Source.WEB)
+    # WAHA's status still says SCAN_QR_CODE, with no code of its own.
+    waiting = Status(State.NEEDS_QR, "scan the QR", code="SCAN_QR_CODE", logged_out=True)
+    session.record_status(waiting, actor="receiver", source=Source.WORKER)
+    assert session.gateway_state().pairing_code == "ABCD-EFGH"
+    session.record_status(Status(State.READY, "connected"), actor="receiver", source=Source.WORKER)
+    assert session.gateway_state().pairing_code == ""

@@ -14,6 +14,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from django.contrib.auth.models import Permission, User
 from playwright.sync_api import Page, expect
 
 from statecore import session_check, whatsapp
@@ -106,6 +107,10 @@ def test_staff_mark_the_session_invalid_from_the_page(
     new_page, live_url, settings, tmp_path, page_errors
 ):
     page = new_page("sam", staff=True)
+    # Staff run the session with its own permission (approvals/0003 gave it to the staff of the day).
+    User.objects.get(username="sam").user_permissions.add(
+        Permission.objects.get(codename="manage_session")
+    )
     valid_session(settings, tmp_path)
     set_session(invalidation_reason=None)
 
