@@ -18,6 +18,18 @@ venv: $(VENV)/.installed
 
 # run_dashboard: the sender loop, a STAND-IN gateway when none answers at api_endpoint,
 # and the dashboard on http://127.0.0.1:8000; Ctrl-C stops all of them.
+# `GATEWAY_KIND=waha make run` (or evolution, cloud): that gateway's STAND-IN, with demo
+# values for its settings left empty. Settings are checked when Django starts (migrate
+# already), so they must be in the environment before the first command.
+ifneq ($(filter waha evolution cloud,$(GATEWAY_KIND)),)
+run: export GATEWAY_URL := $(or $(GATEWAY_URL),http://127.0.0.1:3001)
+run: export GATEWAY_API_KEY := $(or $(GATEWAY_API_KEY),demo)
+run: export GATEWAY_WEBHOOK_SECRET := $(or $(GATEWAY_WEBHOOK_SECRET),demo-secret)
+ifeq ($(GATEWAY_KIND),cloud)
+run: export GATEWAY_PHONE_NUMBER_ID := $(or $(GATEWAY_PHONE_NUMBER_ID),106540352242922)
+run: export GATEWAY_VERIFY_TOKEN := $(or $(GATEWAY_VERIFY_TOKEN),demo-verify-token)
+endif
+endif
 run: venv
 	DEBUG=1 $(PY) manage.py migrate --no-input
 	DEBUG=1 $(PY) manage.py bootstrap_demo

@@ -22,6 +22,20 @@ One round (`Receiver.run_once`):
 
 The database work of a round is bounded: the dedupe is one query for the
 whole answer, the rest is what `lifecycle.add_message` needs per new message.
+
+Steps 2 and 3 are for a gateway that is polled (`traits.can_pull`: the scripts'
+service). WAHA, Evolution and the Cloud API push customers' messages to
+`/gateway/webhook`, which stores them in the request; for them a round
+watches the session as above (WAHA's status brings its QR), then:
+
+- backfills (`backfill.Backfiller`, where `traits.can_backfill`) while the
+  gateway last said "ready": what a lost webhook missed is fetched back and
+  stored once; every recent chat after the session turns ready (the loop's
+  first ready included), the chats in progress every round;
+- forgets webhook receipts and echoes older than the dedupe window
+  (`inbound.prune`), at most every PRUNE_EVERY;
+- drafts, as step 4: the Drafter drafts every undrafted `incoming` message,
+  whoever stored it (the webhook, the backfill, a script).
 """
 
 from __future__ import annotations
@@ -33,15 +47,19 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from . import clock, lifecycle, loops, session, session_check
+from .backfill import Backfiller, BackfillSummary
 from .drafting import Drafter, DraftSummary
+from .inbound import prune as prune_webhook_records
 from .models import GatewayState, Message, Source, Status
-from .whatsapp import Gateway, GatewayUnavailable, InboundMessage
+from .whatsapp import Gateway, GatewayUnavailable, InboundMessage, State
 
 log = logging.getLogger(__name__)
 
 ACTOR = "receiver"
 # While all is well the gateway's status is still asked this often.
 WATCH_EVERY = timedelta(seconds=60)
+# Receipts are kept for the 7-day dedupe window: pruning them hourly is plenty.
+PRUNE_EVERY = timedelta(hours=1)
 
 
 @dataclass
@@ -60,8 +78,14 @@ class ReceiveSummary:
     watched: bool = False
     watch_error: str = ""
     drafting: DraftSummary | None = None
+    # A gateway that pushes (webhooks): no pull; what the backfill did, what was pruned.
+    pushed: bool = False
+    backfill: BackfillSummary | None = None
+    pruned: int | None = None
 
     def __str__(self) -> str:
+        if self.pushed:
+            return self._pushed_text()
         if self.pull_error:
             text = f"no messages pulled: {self.pull_error}"
         else:
@@ -75,6 +99,18 @@ class ReceiveSummary:
                 text += f"; marking stopped: {self.mark_error}"
         if self.gap:
             text += f"; {self.gap}"
+        if self.drafting is not None:
+            text += f"; drafting: {self.drafting}"
+        return text
+
+    def _pushed_text(self) -> str:
+        text = "customers' messages come by webhook"
+        if self.watch_error:
+            text += f"; the gateway did not answer: {self.watch_error}"
+        if self.backfill is not None:
+            text += f"; backfill: {self.backfill}"
+        if self.pruned is not None:
+            text += f"; {self.pruned} old webhook records pruned"
         if self.drafting is not None:
             text += f"; drafting: {self.drafting}"
         return text
@@ -96,12 +132,22 @@ class Receiver:
         self._said_status: tuple | None = None
         self._said_unreachable = ""
         self._said_pull_error = ""
+        traits = gateway.traits
+        self.backfiller = (
+            Backfiller(gateway, say=say) if traits.can_backfill and not traits.can_pull else None
+        )
+        self._was_ready = False
+        self._last_prune: datetime | None = None
 
     def run_once(self) -> ReceiveSummary:
-        summary = ReceiveSummary()
+        summary = ReceiveSummary(pushed=not self.gateway.traits.can_pull)
         if self._watch_due():
             self._watch(summary)
-        self._receive(summary)
+        if summary.pushed:
+            self._backfill(summary)
+            self._prune(summary)
+        else:
+            self._receive(summary)
         if self.drafter is not None:
             summary.drafting = self.drafter.run_once()
         return summary
@@ -136,6 +182,24 @@ class Receiver:
         if said != self._said_status:
             self.say(f"The gateway says: {check.status.reason}. {check.report.verdict}.")
         self._said_status = said
+
+    # --- a gateway that pushes: backfill and pruning ----------------------------------
+
+    def _backfill(self, summary: ReceiveSummary) -> None:
+        # What the gateway last said, whoever recorded it (our watch, or its webhook).
+        ready = session.gateway_state().state == State.READY
+        if ready and not self._was_ready and self.backfiller is not None:
+            self.backfiller.session_back()
+        self._was_ready = ready
+        if ready and self.backfiller is not None:
+            summary.backfill = self.backfiller.run_once()
+
+    def _prune(self, summary: ReceiveSummary) -> None:
+        now = clock.now()
+        if self._last_prune is not None and now - self._last_prune < PRUNE_EVERY:
+            return
+        summary.pruned = prune_webhook_records(now=now)
+        self._last_prune = now
 
     # --- customers' messages --------------------------------------------------------
 

@@ -12,6 +12,7 @@ cannot replace it.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import socket
 import subprocess
@@ -24,7 +25,7 @@ import httpx
 import pytest
 
 from statecore import rootstate, session, session_events
-from statecore.models import Message, Source, Status
+from statecore.models import AuditEvent, Message, Source, Status
 from statecore.standin_assistant import REPLY as STANDIN_REPLY
 from tests.factories import make_reply
 from tests.session_helpers import REPO, child_env, manage, set_session, use_gateway
@@ -275,3 +276,201 @@ def test_no_stand_in_for_a_gateway_it_cannot_replace(tmp_path, demo_state, api):
     assert "a stand-in can only replace a local one" in run.out
     assert "STAND-IN" not in run.out
     assert not (tmp_path / ".wwebjs_auth").exists()
+
+
+# --- `GATEWAY_KIND=<kind> make run`: the demo settings ------------------------------------
+
+GATEWAY_VARIABLES = (
+    "GATEWAY_KIND",
+    "GATEWAY_URL",
+    "GATEWAY_API_KEY",
+    "GATEWAY_SESSION",
+    "GATEWAY_PHONE_NUMBER_ID",
+    "GATEWAY_WEBHOOK_SECRET",
+    "GATEWAY_VERIFY_TOKEN",
+)
+# Stands in for the venv's python: writes down each command and the GATEWAY_* it was given.
+RECORDING_PYTHON = """#!/bin/sh
+{ printf '%s' "$*"; for name in VARIABLES; do
+    eval "value=\\${$name-UNSET}"; printf ' %s=%s' "$name" "$value"; done; echo; } >> "$RECORD"
+"""
+
+
+def make_run(tmp_path: Path, **environment: str) -> list[dict[str, str]]:
+    """`make run` with the venv's python recording instead of running; one dict a command."""
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    python = venv / "bin" / "python"
+    python.write_text(RECORDING_PYTHON.replace("VARIABLES", " ".join(GATEWAY_VARIABLES)))
+    python.chmod(0o755)
+    (venv / ".installed").touch()  # newer than requirements.txt: nothing is installed
+    record = tmp_path / "record.txt"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    env.update(RECORD=str(record), **environment)
+    subprocess.run(["make", "-s", "run", f"VENV={venv}"], cwd=REPO, env=env, check=True, timeout=60)
+    commands = []
+    for line in record.read_text().splitlines():
+        command, *pairs = line.split(" GATEWAY_")
+        values = dict(("GATEWAY_" + pair).split("=", 1) for pair in pairs)
+        commands.append({"command": command, **values})
+    return commands
+
+
+def test_make_run_with_a_kind_fills_in_the_demo_settings_for_every_command(tmp_path):
+    commands = make_run(tmp_path, GATEWAY_KIND="waha", GATEWAY_URL="")
+
+    assert [c["command"] for c in commands] == [
+        "manage.py migrate --no-input",
+        "manage.py bootstrap_demo",
+        "manage.py run_dashboard",
+    ]
+    for command in commands:
+        assert command["GATEWAY_KIND"] == "waha"
+        assert command["GATEWAY_URL"] == "http://127.0.0.1:3001"
+        assert command["GATEWAY_API_KEY"] == "demo"
+        assert command["GATEWAY_WEBHOOK_SECRET"] == "demo-secret"
+        assert command["GATEWAY_PHONE_NUMBER_ID"] == "UNSET"
+
+
+def test_make_run_keeps_what_is_set_and_gives_cloud_its_own(tmp_path):
+    [*_, run] = make_run(
+        tmp_path,
+        GATEWAY_KIND="cloud",
+        GATEWAY_API_KEY="my-token",
+        GATEWAY_WEBHOOK_SECRET="my-app-secret",
+    )
+    assert run["GATEWAY_URL"] == "http://127.0.0.1:3001"
+    assert run["GATEWAY_API_KEY"] == "my-token"
+    assert run["GATEWAY_WEBHOOK_SECRET"] == "my-app-secret"
+    assert run["GATEWAY_PHONE_NUMBER_ID"].isdigit()
+    assert run["GATEWAY_VERIFY_TOKEN"] == "demo-verify-token"
+
+
+def test_make_run_without_a_kind_adds_no_gateway_settings(tmp_path):
+    for command in make_run(tmp_path):
+        assert all(command[name] == "UNSET" for name in GATEWAY_VARIABLES), command
+
+
+# --- A gateway that pushes: its stand-in, pointed at the dashboard -------------------------
+
+DEMO_KEY = "demo-key-5f3a9c"
+DEMO_SECRET = "demo-secret-8e1d47"
+
+
+def pushing_env(kind: str, port: int, settings=None, **extra: str) -> dict[str, str]:
+    """The children's GATEWAY_* for `kind`; with `settings`, this process's follow them
+    (the session rules a test checks differ by kind)."""
+    if settings is not None:
+        settings.GATEWAY_KIND = kind
+    env = {
+        "GATEWAY_KIND": kind,
+        "GATEWAY_URL": f"http://127.0.0.1:{port}",
+        "GATEWAY_API_KEY": DEMO_KEY,
+        "GATEWAY_WEBHOOK_SECRET": DEMO_SECRET,
+        **extra,
+    }
+    if kind == "cloud":
+        env.update(GATEWAY_PHONE_NUMBER_ID="106540352242922", GATEWAY_VERIFY_TOKEN="demo-verify")
+    return env
+
+
+def assert_no_secret_shown(run: Run) -> None:
+    assert DEMO_KEY not in run.out and DEMO_SECRET not in run.out
+
+
+def wait_for_the_draft_of(body: str) -> Message:
+    wait_for(
+        lambda: Message.objects.filter(status=Status.INCOMING, body=body).exists(),
+        "the customer's message to come by webhook",
+    )
+    incoming = Message.objects.get(status=Status.INCOMING, body=body)
+    wait_for(lambda: Message.objects.filter(reply_to=incoming.message_id).exists(), "the draft")
+    return incoming
+
+
+@pytest.mark.django_db(transaction=True)
+def test_cloud_runs_its_stand_in_posting_signed_webhooks_to_the_dashboard(tmp_path, demo_state):
+    port = free_port()
+
+    with dashboard(tmp_path, **pushing_env("cloud", port)) as run:
+        wait_for(lambda: listening(port), "the Cloud stand-in")
+        with httpx.Client(timeout=5, trust_env=False) as http:
+            response = http.post(
+                f"http://127.0.0.1:{port}/_standin/customer-message",
+                data={"text": "Is the blue one in stock?", "sender": "923001234567"},
+            )
+        assert response.status_code == 303
+        incoming = wait_for_the_draft_of("Is the blue one in stock?")
+        assert Message.objects.get(reply_to=incoming.message_id).body == STANDIN_REPLY
+
+    assert_stopped_cleanly(run, port)
+    assert f"STAND-IN gateway at http://127.0.0.1:{port} (cloud)" in run.out
+    assert "Write as a customer, make it fail" in run.out  # no QR to scan
+    assert "STAND-IN assistant" in run.out
+    assert not (tmp_path / ".wwebjs_auth").exists()
+    assert_no_secret_shown(run)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_waha_runs_its_stand_in_pointed_at_the_dashboard_from_qr_to_a_sent_reply(
+    tmp_path, demo_state, settings
+):
+    port = free_port()
+    control = f"http://127.0.0.1:{port}/_standin"
+    http = httpx.Client(timeout=5, trust_env=False)
+
+    with dashboard(tmp_path, **pushing_env("waha", port, settings)) as run:
+        # A fresh install: the stand-in shows a QR, and /session/ gets it.
+        wait_for(lambda: session_events.latest_qr() is not None, "the stand-in's QR")
+        assert session.current()["requires_qr"] is True
+        reply = make_reply(Status.APPROVED)
+
+        # Scanned: its session.status webhook (or the receiver's watch) makes it valid.
+        assert http.post(f"{control}/scan").status_code == 303
+        wait_for(lambda: session.check(session.current()).valid, "the session to be valid")
+        wait_for(
+            lambda: Message.objects.get(pk=reply.pk).status == Status.SENT, "the reply to be sent"
+        )
+
+        # A customer writes: the signed webhook stores it, the loop drafts it.
+        response = http.post(
+            f"{control}/customer-message",
+            data={"text": "Do you deliver to Lahore?", "sender": "923001234567"},
+        )
+        assert response.status_code == 303
+        incoming = wait_for_the_draft_of("Do you deliver to Lahore?")
+        assert Message.objects.get(reply_to=incoming.message_id).body == STANDIN_REPLY
+        add = AuditEvent.objects.get(action="add", message_id=incoming.message_id)
+        assert add.actor == "gateway"  # by the webhook, in the request
+    http.close()
+
+    assert_stopped_cleanly(run, port)
+    assert f"STAND-IN gateway at http://127.0.0.1:{port} (waha)" in run.out
+    assert "Scan its QR, write as a customer" in run.out
+    assert "drafts by statecore.standin_assistant.draft_reply" in run.out
+    assert run.out.count(f"to {reply.recipient}@c.us") == 1, run.out
+    assert not (tmp_path / ".wwebjs_auth").exists()
+    assert_no_secret_shown(run)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_evolution_runs_its_stand_in_under_the_configured_instance(tmp_path, demo_state, settings):
+    port = free_port()
+
+    with dashboard(
+        tmp_path, **pushing_env("evolution", port, settings, GATEWAY_SESSION="shop-1")
+    ) as run:
+        wait_for(lambda: session_events.latest_qr() is not None, "the stand-in's QR")
+        with httpx.Client(timeout=5, trust_env=False) as http:
+            assert http.post(f"http://127.0.0.1:{port}/_standin/scan").status_code == 303
+            wait_for(lambda: session.check(session.current()).valid, "the session to be valid")
+            response = http.post(
+                f"http://127.0.0.1:{port}/_standin/customer-message",
+                data={"text": "Still open?", "sender": "5511999999999"},
+            )
+        assert response.status_code == 303
+        wait_for_the_draft_of("Still open?")
+
+    assert_stopped_cleanly(run, port)
+    assert "(instance shop-1)" in run.out
+    assert_no_secret_shown(run)

@@ -13,7 +13,9 @@ from statecore.receiving import Receiver
 class Command(BaseCommand):
     help = (
         "Pull customers' messages from the gateway into `incoming` (each once, then marked "
-        "processed), watch the session, and ask ASSISTANT for drafts. --loop keeps going every "
+        "processed), watch the session, and ask ASSISTANT for drafts. For WAHA, Evolution and "
+        "the Cloud API, whose webhooks store the messages, fetch back what a lost webhook "
+        "missed and prune old webhook records instead of pulling. --loop keeps going every "
         "watcher_config.poll_interval_seconds. Stop the old watcher first."
     )
 

@@ -1,3 +1,12 @@
+"""`make run`: the loops, the dashboard, and a STAND-IN gateway when none answers.
+
+With the scripts' service (`GATEWAY_KIND` wwebjs) the stand-in takes the port of the
+state's `api_endpoint`. With WAHA, Evolution or the Cloud API it takes the port of
+`GATEWAY_URL`, accepts `GATEWAY_API_KEY`, and posts its webhooks, signed with
+`GATEWAY_WEBHOOK_SECRET`, to this dashboard's `/gateway/webhook`; WAHA's and
+Evolution's start logged out, showing a QR, as a fresh install.
+"""
+
 from __future__ import annotations
 
 import os
@@ -16,13 +25,21 @@ from statecore import session, whatsapp
 LOOPBACK = {"localhost", "127.0.0.1", "::1"}
 STOP_WAIT_SECONDS = 10
 STANDIN_ASSISTANT = "statecore.standin_assistant.draft_reply"
+# Each kind's stand-in module, and whether it starts showing a QR (the Cloud API has none).
+STANDINS = {
+    "wwebjs": ("statecore.whatsapp.standin_wwebjs", True),
+    "waha": ("statecore.whatsapp.standin_waha", True),
+    "evolution": ("statecore.whatsapp.standin_evolution", True),
+    "cloud": ("statecore.whatsapp.standin_cloud", False),
+}
+WEBHOOK_PATH = "/gateway/webhook"
 
 
 class Command(BaseCommand):
     help = (
         "For `make run`: the receiving and sending loops, a STAND-IN gateway (and assistant) "
-        "when no gateway listens at api_endpoint, and the dashboard on http://127.0.0.1:8000. "
-        "Ctrl-C stops them all."
+        "when no gateway listens at api_endpoint (or GATEWAY_URL), and the dashboard on "
+        "http://127.0.0.1:8000. Ctrl-C stops them all."
     )
 
     def add_arguments(self, parser):
@@ -35,7 +52,7 @@ class Command(BaseCommand):
         signal.signal(signal.SIGINT, _raise_interrupt)
         self.env = dict(os.environ)
         try:
-            self._start_gateway_if_missing(whatsapp.address())
+            self._start_gateway_if_missing(options["addr"])
             self._start("receiver", "manage.py", "receive_messages", "--loop")
             self._start("sender", "manage.py", "send_approved", "--loop")
             self._start("web", "manage.py", "runserver", options["addr"])
@@ -50,9 +67,12 @@ class Command(BaseCommand):
         finally:
             self._stop_all()
 
-    def _start_gateway_if_missing(self, url: str) -> None:
+    def _start_gateway_if_missing(self, addr: str) -> None:
+        kind = whatsapp.kind()
+        # WAHA's and Evolution's address() names the session too: only the URL is dialled.
+        url = whatsapp.address() if kind == "wwebjs" else settings.GATEWAY_URL
         parts = urlsplit(url)
-        port = parts.port or 80
+        port = parts.port or (443 if parts.scheme == "https" else 80)
         if _listening(parts.hostname or "", port):
             self.stdout.write(f"A gateway listens at {url}: using it.")
             return
@@ -64,31 +84,42 @@ class Command(BaseCommand):
                 )
             )
             return
-        self._start(
-            "gateway",
-            "-m",
-            "statecore.whatsapp.standin_wwebjs",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--prefix",
-            parts.path or "/",
-            # As a fresh install: WhatsApp not linked yet, a QR to scan.
-            "--show-qr",
-        )
+        module, shows_qr = STANDINS[kind]
+        options = ["--host", "127.0.0.1", "--port", str(port)]
+        if kind == "wwebjs":
+            options += ["--prefix", parts.path or "/"]
+        else:
+            options += _pushing_options(kind, addr)
+        # As a fresh install: WhatsApp not linked yet, a QR to scan.
+        self._start("gateway", "-m", module, *options, *(["--show-qr"] if shows_qr else []))
         for _ in range(50):
             if _listening("127.0.0.1", port):
                 break
             time.sleep(0.1)
         else:
             raise CommandError(f"the stand-in gateway did not come up at {url}")
+        if kind == "wwebjs":
+            self._make_session_folder()
+        self._use_standin_assistant()
+        which = "" if kind == "wwebjs" else f" ({kind})"
+        steer = "Scan its QR, write as a customer" if shows_qr else "Write as a customer"
+        self.stdout.write(
+            self.style.WARNING(
+                f"STAND-IN gateway at {url}{which}: nothing reaches WhatsApp; every send is "
+                f"printed here.\n"
+                f"    {steer}, make it fail: http://127.0.0.1:{port}/_standin/"
+            )
+        )
+
+    def _make_session_folder(self) -> None:
         folder = session.session_dir(session.current())
         if not folder.is_dir():
             folder.mkdir(parents=True, exist_ok=True)
             self.stdout.write(
                 f"Created the session folder {folder} so the demo session can be valid."
             )
+
+    def _use_standin_assistant(self) -> None:
         if not self.env.get("ASSISTANT"):
             self.env["ASSISTANT"] = STANDIN_ASSISTANT
             self.stdout.write(
@@ -97,12 +128,6 @@ class Command(BaseCommand):
                     "customer message; set ASSISTANT to use your own."
                 )
             )
-        self.stdout.write(
-            self.style.WARNING(
-                f"STAND-IN gateway at {url}: nothing reaches WhatsApp; every send is printed here.\n"
-                f"    Scan its QR, write as a customer, make it fail: http://127.0.0.1:{port}/_standin/"
-            )
-        )
 
     def _start(self, name: str, *args: str) -> None:
         # A session of its own: Ctrl-C reaches us only, and we stop each child in
@@ -135,6 +160,42 @@ class Command(BaseCommand):
                     _signal_group(child, signal.SIGKILL)
                     child.wait()
         self.stdout.write("All stopped.")
+
+
+def _pushing_options(kind: str, addr: str) -> list[str]:
+    """A pushing stand-in's options: our key, and our webhook with its secret.
+
+    They go on its command line (the stand-ins take them so); never printed here."""
+    options = [
+        "--api-key",
+        settings.GATEWAY_API_KEY,
+        "--webhook-url",
+        webhook_url(addr),
+        "--webhook-secret",
+        settings.GATEWAY_WEBHOOK_SECRET,
+    ]
+    if kind == "cloud":
+        options += [
+            "--phone-number-id",
+            settings.GATEWAY_PHONE_NUMBER_ID,
+            "--verify-token",
+            settings.GATEWAY_VERIFY_TOKEN,
+        ]
+    else:
+        name = "--instance" if kind == "evolution" else "--session"
+        options += [name, settings.GATEWAY_SESSION]
+    return options
+
+
+def webhook_url(addr: str) -> str:
+    """Where a local stand-in reaches the dashboard that runserver serves at `addr`."""
+    host, _, port = addr.rpartition(":")
+    host = host.strip("[]")
+    if host in ("", "0.0.0.0", "::", "0"):  # every address: loopback among them
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}{WEBHOOK_PATH}"
 
 
 def _listening(host: str, port: int) -> bool:
