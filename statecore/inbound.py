@@ -62,7 +62,7 @@ def _receive_one(kind: str, item: WebhookItem, now: datetime) -> Applied:
                 event=item.event[:60],
                 what=item.kind,
                 outcome=outcome,
-                payload=dumps_compact(item.payload),
+                payload=dumps_compact(_without_login_codes(item.payload, item)),
                 received_at=now,
             )
     except IntegrityError:
@@ -73,6 +73,19 @@ def _receive_one(kind: str, item: WebhookItem, now: datetime) -> Applied:
     return Applied(key, item.kind, outcome)
 
 
+def _without_login_codes(value: object, item: WebhookItem) -> object:
+    """The payload without the QR or pairing code it carries (anyone holding a fresh one
+    can link a phone to the shop's WhatsApp): kept on GatewayState while fresh, never here."""
+    codes = {item.status.qr, item.status.pairing_code} - {""} if item.status else set()
+    if isinstance(value, dict):
+        return {key: _without_login_codes(inner, item) for key, inner in value.items()}
+    if isinstance(value, list):
+        return [_without_login_codes(inner, item) for inner in value]
+    if isinstance(value, str) and (value in codes or value.startswith("data:image/")):
+        return "(a login code, not kept)"
+    return value
+
+
 def apply(item: WebhookItem) -> str:
     """What the item changes; returns what was done, in a few words."""
     if item.kind == EventKind.MESSAGE and item.message is not None:
@@ -81,10 +94,10 @@ def apply(item: WebhookItem) -> str:
         return store_phone_answer(item.message)
     if item.kind == EventKind.ECHO and item.echo is not None:
         row = reconcile.record(item.echo, reconcile.ECHO, reply_id=_known_reply(item.echo.reply_id))
-        if row.reply_id:
-            return f"echo of {row.reply_id}"
         settled = reconcile.settle_later(row)
-        return f"settled {settled} as sent" if settled else "echo stored, no reply waits for it"
+        if settled:
+            return f"settled {settled} as sent"
+        return f"echo of {row.reply_id}" if row.reply_id else "echo stored, no reply waits for it"
     if item.kind == EventKind.DELIVERY_FAILED and item.failure is not None:
         return delivery_failed(item.failure)
     if item.kind == EventKind.SESSION and item.status is not None:

@@ -106,7 +106,15 @@ def claim_for(msg: Message, rows) -> GatewayMessage | None:
 
 
 def stored_echo(msg: Message) -> GatewayMessage | None:
-    """An echo already stored that matches this reply."""
+    """An echo already stored that matches this reply: one that carried our reply id back
+    (Cloud's statuses carry no text), else one of the same chat and text."""
+    carried = (
+        GatewayMessage.objects.filter(reply_id=msg.message_id)
+        .exclude(source=GatewayMessage.Source.ANSWER)
+        .first()
+    )
+    if carried is not None:
+        return carried
     chat = _chat(msg)
     if not chat:
         return None
@@ -145,7 +153,10 @@ def settle_after_send(msg: Message, gateway: Gateway, address: str) -> tuple[str
 def settle_later(row: GatewayMessage) -> str:
     """An echo that arrived after its reply was recorded "outcome unknown": settle it.
     Returns the reply's id, or "" when no uncertain reply matches."""
-    if row.reply_id or not row.chat:
+    if row.reply_id:
+        # The gateway named the reply itself (or it was matched before): that one only.
+        return _settle(row.reply_id, row) if _uncertain_failed(row.reply_id) else ""
+    if not row.chat:
         return ""
     candidates = list(
         Message.objects.filter(status=Status.FAILED, chat=row.chat, claimed_at__isnull=False)
@@ -158,15 +169,27 @@ def settle_later(row: GatewayMessage) -> str:
         with transaction.atomic():
             if claim_for(msg, [row]) is None:
                 continue
-            lifecycle.settle_sent(
-                msg.message_id,
-                gateway_message_id=row.gateway_id,
-                confirmed_by="echo",
-                actor=ACTOR,
-                source=Source.GATEWAY,
-            )
-        return msg.message_id
+            return _settle(msg.message_id, row)
     return ""
+
+
+def _settle(reply_id: str, row: GatewayMessage) -> str:
+    try:
+        lifecycle.settle_sent(
+            reply_id,
+            gateway_message_id=row.gateway_id,
+            confirmed_by="echo",
+            actor=ACTOR,
+            source=Source.GATEWAY,
+        )
+    except lifecycle.MoveRefused:
+        return ""  # a person resolved it meanwhile
+    return reply_id
+
+
+def _uncertain_failed(reply_id: str) -> bool:
+    failed = Message.objects.filter(message_id=reply_id, status=Status.FAILED).exists()
+    return failed and _uncertain(reply_id)
 
 
 def _uncertain(message_id: str) -> bool:

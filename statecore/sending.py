@@ -38,7 +38,17 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F, Q, QuerySet
 
-from . import alerts, clock, lifecycle, loops, reconcile, rootstate, session, session_check
+from . import (
+    alerts,
+    clock,
+    lifecycle,
+    loops,
+    reconcile,
+    rootstate,
+    session,
+    session_check,
+    window,
+)
 from .messagedata import dumps_compact, reply_address
 from .models import Heartbeat, LogEntry, Message, Source, StateRoot, Status
 from .whatsapp import Gateway, Next, SendOutcome, Sent
@@ -231,9 +241,13 @@ def send_claimed(
     sleep: Callable[[float], object] = time.sleep,
 ) -> Outcome:
     """Send one reply this worker holds the claim of, and record the outcome."""
+    refused = "" if not msg.recipient or not msg.body else window.refusal_for(msg, clock.now())
     if not msg.recipient or not msg.body:
         missing = "recipient" if not msg.recipient else "text"
         outcome, attempts = SendOutcome.not_sent(Next.FINAL, f"the reply has no {missing}"), 0
+    elif refused:
+        # Approved in time but the window closed since (Cloud): it would fail with 131047.
+        outcome, attempts = SendOutcome.not_sent(Next.FINAL, refused), 0
     else:
         # No transaction is open here: the network wait holds no lock.
         outcome, attempts = send_with_retries(
@@ -254,7 +268,12 @@ def send_claimed(
             outcome = SendOutcome.sent(gateway_id)
     try:
         return _record(
-            msg, outcome, attempts, worker, confirmed_by=confirmed[1] if confirmed else ""
+            msg,
+            outcome,
+            attempts,
+            worker,
+            confirmed_by=confirmed[1] if confirmed else "",
+            remember=gateway.traits.has_webhooks,
         )
     except lifecycle.MoveRefused as exc:
         # Only possible if this worker outlived its lease; the log still tells the truth.

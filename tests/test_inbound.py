@@ -256,3 +256,18 @@ def test_receipts_and_gateway_ids_are_pruned_after_the_dedupe_window(db):
     assert inbound.prune() == 2
     assert list(WebhookReceipt.objects.values_list("dedupe_key", flat=True)) == ["evt_new"]
     assert not GatewayMessage.objects.exists()
+
+
+def test_an_echo_naming_our_reply_settles_it_without_comparing_text(db):
+    # Cloud's `sent` status carries our reply id back (biz_opaque_callback_data), no text.
+    reply = uncertain_reply()
+    item = echo_item("wamid.S:sent", "wamid.S", chat=reply.chat, text="", reply_id=reply.message_id)
+    assert inbound.receive("cloud", [item])[0].outcome == f"settled {reply.message_id} as sent"
+    assert Message.objects.get(pk=reply.pk).status == Status.SENT
+
+
+def test_an_echo_naming_a_reply_that_is_not_uncertain_changes_nothing(db):
+    reply = make_reply(Status.REJECTED)
+    item = echo_item("wamid.R:sent", "wamid.R", chat=reply.chat, text="", reply_id=reply.message_id)
+    assert inbound.receive("cloud", [item])[0].outcome == f"echo of {reply.message_id}"
+    assert Message.objects.get(pk=reply.pk).status == Status.REJECTED
