@@ -191,7 +191,12 @@ def test_deploy_check_asks_no_webhook_secret_of_the_scripts_service(settings):
 
 
 def test_check_deploy_command_fails_on_it_and_names_the_variable():
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    # As a deployment starts: none of the test run's own switches (tests/settings.py sets
+    # PLAIN_HTTP; the browser tests set DJANGO_ALLOW_ASYNC_UNSAFE).
+    test_only = {"PLAIN_HTTP", "DJANGO_ALLOW_ASYNC_UNSAFE", "WHITENOISE_USE_FINDERS", "DEBUG"}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_") and k not in test_only
+    }
     env.update(
         DJANGO_SETTINGS_MODULE="statecore.settings",
         SECRET_KEY="a-long-random-enough-secret-key-for-this-one-test-0123456789",
