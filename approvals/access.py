@@ -1,4 +1,7 @@
-"""Sign-in, permissions and the post/redirect/get target, shared by the reviewer views."""
+"""Sign-in, permissions and the post/redirect/get target, shared by every page of the app.
+
+One vocabulary: every page is `signed_in`; an action asks `require_perm(request, X)`;
+a template is handed `may(user, X)` answers, asked once per page."""
 
 from __future__ import annotations
 
@@ -16,6 +19,12 @@ from django_htmx.http import HttpResponseClientRedirect
 
 REVIEW = "statecore.review_message"
 RESOLVE = "statecore.resolve_failed"
+REOPEN = "statecore.reopen_message"
+MANAGE = "statecore.manage_session"
+EXPORT = "statecore.export_state"
+IMPORT = "statecore.import_state"
+# The whole state's bytes, in and out: staff only, even given the permission.
+STAFF_ONLY = frozenset({EXPORT, IMPORT})
 
 
 def signed_in(view):
@@ -35,14 +44,22 @@ def signed_in(view):
     return wrapper
 
 
+def may(user, perm: str) -> bool:
+    """Whether `user` may do what `perm` allows (and is staff, where that is the rule)."""
+    if perm in STAFF_ONLY and not user.is_staff:
+        return False
+    return user.has_perm(perm)
+
+
 def require_perm(request: HttpRequest, perm: str) -> None:
     """Checked in the view, never by hiding a button: 403 without the permission."""
-    if not request.user.has_perm(perm):
+    if not may(request.user, perm):
         raise PermissionDenied(f"You need the permission {perm!r}.")
 
 
 def actor(request: HttpRequest) -> str:
-    return request.user.get_username()
+    # As the lifecycle stores it (at most 150 characters), so "is it mine" compares equal.
+    return request.user.get_username()[:150]
 
 
 def next_url(request: HttpRequest, default: str = "approvals:queue") -> str:

@@ -21,8 +21,10 @@ from django.utils.dates import MONTHS_3
 
 from statecore import whatsapp, window
 from statecore.lifecycle import MAX_REPLY_LENGTH
-from statecore.messagedata import chat_of, reply_address
 from statecore.models import Message, Status
+from statecore.statefile.columns import reply_address
+
+from .present import Body, age, phone, who
 
 # A stale card shows the last few newer messages; the rest are counted.
 NEWER_SHOWN = 3
@@ -38,61 +40,8 @@ MEDIA_WORDS = {
     "location": "location",
     "vcard": "contact card",
 }
-# A body longer than this (characters or lines) is shown folded, behind "Show more".
-PREVIEW_CHARS = 400
-PREVIEW_LINES = 6
 # Under this long left of the 24-hour reply window (Cloud) the card says it in orange.
 WINDOW_SHORT = timedelta(hours=2)
-
-
-def age(seconds: float | None) -> str:
-    """A short human duration: "3 s", "12 min", "2 h 5 min", "3 d 4 h"."""
-    if seconds is None:
-        return ""
-    seconds = max(0, int(seconds))
-    if seconds < 60:
-        return f"{seconds} s"
-    minutes = seconds // 60
-    if minutes < 60:
-        return f"{minutes} min"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 24:
-        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
-    days, hours = divmod(hours, 24)
-    return f"{days} d {hours} h" if hours else f"{days} d"
-
-
-def phone(address: str) -> str:
-    """923001234567@c.us -> +923001234567; anything else as it is."""
-    number = chat_of(address or "")
-    return f"+{number}" if number.isdigit() else number
-
-
-def is_long(text: str) -> bool:
-    text = text or ""
-    return len(text) > PREVIEW_CHARS or text.count("\n") >= PREVIEW_LINES
-
-
-def preview(text: str) -> str:
-    """The beginning of a long text (the card shows the rest behind "Show more")."""
-    text = text or ""
-    lines = text.split("\n")
-    if len(lines) > PREVIEW_LINES:
-        text = "\n".join(lines[:PREVIEW_LINES])
-    if len(text) > PREVIEW_CHARS:
-        text = text[:PREVIEW_CHARS].rstrip()
-    return text + "…"
-
-
-class Body(NamedTuple):
-    """A message's text, and its beginning when it is long (then shown folded)."""
-
-    text: str
-    preview: str = ""
-
-    @classmethod
-    def of(cls, text: str) -> Body:
-        return cls(text, preview(text) if is_long(text) else "")
 
 
 class Moment(NamedTuple):
@@ -116,7 +65,9 @@ class CardPage:
 
     STAND_IN = "2147483647"
 
-    def __init__(self) -> None:
+    def __init__(self, viewer: str = "") -> None:
+        # Who is looking: only their own decision of a moment ago offers them an Undo.
+        self.viewer = viewer
         self._urls: dict[str, str] = {}
 
     def url(self, name: str, pk: int) -> str:
@@ -415,11 +366,7 @@ class Card:
 
     @property
     def display_name(self) -> str:
-        if self.sender_name:
-            return self.sender_name
-        if self.chat:
-            return f"+{self.chat}" if self.chat.isdigit() else self.chat
-        return "Unknown sender"
+        return who(self.sender_name, self.chat)
 
     @property
     def sort_key(self) -> str:
@@ -429,8 +376,11 @@ class Card:
 
     @property
     def undo_seconds_left(self) -> int:
-        """The Undo window: the sender claims an approved reply after the grace period."""
+        """The Undo window: the sender claims an approved reply after the grace period.
+        Only for the viewer's own decision: the lifecycle refuses anyone else's undo."""
         if self.msg.status not in DECIDED or self.msg.claimed_at or not self.msg.status_updated_at:
+            return 0
+        if not self.page.viewer or self.msg.status_changed_by != self.page.viewer:
             return 0
         passed = (self.now - self.msg.status_updated_at).total_seconds()
         return max(0, int(settings.APPROVAL_GRACE_SECONDS - passed))

@@ -1,4 +1,8 @@
-"""The reviewer pages' forms: validation only; the views call the lifecycle."""
+"""The reviewer pages' forms: validation only; the views call the lifecycle.
+
+The filter forms render their own inputs; the action forms' inputs are written out
+in the templates (a card's markup is made 50 times a page), which take each length
+limit from `LIMITS`, the same constants the fields check."""
 
 from __future__ import annotations
 
@@ -8,11 +12,23 @@ from django.core.exceptions import ValidationError
 from statecore import window
 from statecore.ids import db_id
 from statecore.lifecycle import MAX_REPLY_LENGTH
-from statecore.models import Status
+from statecore.models import HANDLED
 
-HISTORY_STATUSES = [Status.APPROVED, Status.REJECTED, Status.SENT, Status.FAILED]
+# A reason or a note a person types (reject, confirm sent, put back in the queue).
 NOTE_LENGTH = 1000
 SEARCH_LENGTH = 200
+# A user name, as django.contrib.auth stores it.
+USERNAME_LENGTH = 150
+# What the session page's forms take.
+SESSION_REASON_LENGTH = 500
+PHONE_NUMBER_LENGTH = 30
+# Every limit an input of a template states (`maxlength="{{ limits.note }}"`).
+LIMITS = {
+    "note": NOTE_LENGTH,
+    "reply": MAX_REPLY_LENGTH,
+    "session_reason": SESSION_REASON_LENGTH,
+    "phone_number": PHONE_NUMBER_LENGTH,
+}
 
 
 def _search_field(label: str) -> forms.CharField:
@@ -68,7 +84,6 @@ class EditForm(forms.Form):
     text = forms.CharField(
         label="Reply",
         strip=False,
-        widget=forms.Textarea(attrs={"rows": 5, "dir": "auto", "maxlength": MAX_REPLY_LENGTH}),
         error_messages={"required": "The reply cannot be empty."},
     )
 
@@ -89,12 +104,7 @@ class EditForm(forms.Form):
 
 
 class RejectForm(forms.Form):
-    reason = forms.CharField(
-        label="Reason (optional)",
-        required=False,
-        max_length=NOTE_LENGTH,
-        widget=forms.TextInput(attrs={"dir": "auto", "placeholder": "Why not send it?"}),
-    )
+    reason = forms.CharField(label="Reason (optional)", required=False, max_length=NOTE_LENGTH)
 
 
 class ApproveForm(forms.Form):
@@ -133,12 +143,12 @@ class HistoryFilterForm(_FilterForm):
     status = forms.ChoiceField(
         label="Status",
         required=False,
-        choices=[("", "Any status")] + [(s.value, s.label) for s in HISTORY_STATUSES],
+        choices=[("", "Any status")] + [(s.value, s.label) for s in HANDLED],
     )
     reviewer = forms.CharField(
         label="Reviewer",
         required=False,
-        max_length=150,
+        max_length=USERNAME_LENGTH,
         widget=forms.TextInput(attrs={"placeholder": "User name"}),
     )
     q = _search_field("Text")
@@ -148,8 +158,9 @@ class ConfirmSentForm(forms.Form):
     note = forms.CharField(
         label="How do you know it was sent?",
         max_length=NOTE_LENGTH,
-        widget=forms.TextInput(
-            attrs={"dir": "auto", "placeholder": "e.g. seen in the chat on the phone"}
-        ),
         error_messages={"required": "Say how you confirmed it was sent."},
     )
+
+
+class ReopenForm(forms.Form):
+    note = forms.CharField(label="Why (optional)", required=False, max_length=NOTE_LENGTH)

@@ -9,11 +9,16 @@ from datetime import datetime
 
 from django.db.models import F, QuerySet
 
+from statecore.lifecycle import failure_uncertain
 from statecore.models import AuditEvent, Message, Status
 
+from .present import who
 from .queue import answered_messages, text_match
 
 DECISIONS = ("approve", "reject")
+# What a person does to a reply on these pages: the history's reviewer filter finds a
+# reply by anyone who did one of these to it, not only who decided it.
+REVIEWER_ACTIONS = (*DECISIONS, "undo", "reopen", "retry", "confirm_sent")
 ACTION_LABELS = {
     "add": "Added",
     "submit": "Put in the queue",
@@ -30,19 +35,18 @@ ACTION_LABELS = {
 }
 # How the gateway showed an uncertain send went out (reconcile.py), in words.
 CONFIRMED_BY = {"echo": "the gateway's echo", "read-back": "reading the chat back"}
-# The sender's wording when a send may have reached WhatsApp (see GATEWAY.md).
-UNCERTAIN_MARK = "outcome unknown"
 
 
 def handled_replies(filters: dict | None = None) -> QuerySet[Message]:
-    """Approved, rejected, sent and failed replies, newest first, narrowed by the filters."""
+    """Approved, rejected, sent and failed replies, newest first, narrowed by the filters
+    (`reviewer`: anyone who decided, undid, reopened, retried or confirmed it)."""
     filters = filters or {}
     qs = Message.objects.handled()
     if filters.get("status"):
         qs = qs.filter(status=filters["status"])
     if filters.get("reviewer"):
         decided = AuditEvent.objects.filter(
-            actor__iexact=filters["reviewer"], action__in=DECISIONS
+            actor__iexact=filters["reviewer"], action__in=REVIEWER_ACTIONS
         ).values("message_id")
         qs = qs.filter(message_id__in=decided)
     if filters.get("q"):
@@ -122,11 +126,28 @@ class Entry:
 
     @property
     def uncertain(self) -> bool:
-        return UNCERTAIN_MARK in self.error.lower()
+        """Failed, and the send that failed may have gone out: the flag its audit row
+        recorded (from the trail already loaded), never the error's wording."""
+        if self.msg.status != Status.FAILED:
+            return False
+        for step in reversed(self.steps):
+            event = step.event
+            if event.to_status == Status.FAILED and event.from_status != Status.FAILED:
+                return failure_uncertain(event)
+        return False
 
     @property
     def sender_name(self) -> str:
         return self.incoming.sender_name if self.incoming else ""
+
+    @property
+    def chat(self) -> str:
+        return self.msg.chat or (self.incoming.chat if self.incoming else "")
+
+    @property
+    def display_name(self) -> str:
+        """Who the customer is, as the queue's card says it."""
+        return who(self.sender_name, self.chat)
 
     @property
     def is_group(self) -> bool:

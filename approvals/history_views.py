@@ -3,29 +3,31 @@ Put back in the queue."""
 
 from __future__ import annotations
 
-from django import forms
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_POST, require_safe
+from django.utils.functional import SimpleLazyObject
+from django.views.decorators.http import require_safe
 from django_htmx.http import trigger_client_event
 
 from statecore import clock, lifecycle
-from statecore.lifecycle import MessageNotFound, MoveRefused
+from statecore.lifecycle import MoveRefused
 from statecore.models import Message, Source
 
 from . import history, queue
-from .access import RESOLVE, actor, next_url, require_perm, signed_in
-from .forms import NOTE_LENGTH, ConfirmSentForm, HistoryFilterForm
-from .views import CHANGED
+from .access import REOPEN, RESOLVE, actor, may, next_url, signed_in
+from .actions import message_action
+from .forms import LIMITS, ConfirmSentForm, HistoryFilterForm, ReopenForm
+from .queue_views import CHANGED
 
 TEMPLATE = "approvals/history.html"
-REOPEN = "statecore.reopen_message"
 
 
-class ReopenForm(forms.Form):
-    note = forms.CharField(label="Why (optional)", required=False, max_length=NOTE_LENGTH)
+def _refused(request: HttpRequest, msg: Message, exc: MoveRefused) -> HttpResponse:
+    notice = queue.refusal_notice(exc, now=clock.now())
+    msg.refresh_from_db()
+    return _entry_response(request, msg, notice=notice, status=409)
 
 
 @signed_in
@@ -37,8 +39,7 @@ def history_page(request: HttpRequest) -> HttpResponse:
     replies = history.handled_replies(filters)
     if filter_form.search_refused:
         replies = replies.none()  # the error is shown, not every reply unsearched
-    pages = Paginator(replies, queue.PAGE_SIZE)
-    page = pages.get_page(request.GET.get("page"))
+    page = Paginator(replies, queue.PAGE_SIZE).get_page(request.GET.get("page"))
     context = {
         "filter_form": filter_form,
         "filtered": bool(filters) or filter_form.search_refused,
@@ -46,7 +47,7 @@ def history_page(request: HttpRequest) -> HttpResponse:
         "entries": history.build_entries(page.object_list, now=now),
         "next": request.get_full_path(),
     }
-    return render(request, TEMPLATE, context)
+    return _render(request, TEMPLATE, context)
 
 
 @signed_in
@@ -56,60 +57,45 @@ def history_entry(request: HttpRequest, pk: int) -> HttpResponse:
     return _entry_response(request, get_object_or_404(Message, pk=pk))
 
 
-@signed_in
-@require_POST
-def retry(request: HttpRequest, pk: int) -> HttpResponse:
+@message_action(RESOLVE, refused=_refused)
+def retry(request: HttpRequest, msg: Message) -> HttpResponse:
     """failed -> approved: the sender will try again."""
-    require_perm(request, RESOLVE)
-    msg = get_object_or_404(Message, pk=pk)
-    try:
-        msg = lifecycle.retry(msg.message_id, actor=actor(request), source=Source.WEB)
-    except MessageNotFound:
-        raise Http404 from None
-    except MoveRefused as exc:
-        return _refused(request, msg, exc)
+    msg = lifecycle.retry(msg.message_id, actor=actor(request), source=Source.WEB)
     return _changed(request, msg, "The reply will be sent again.")
 
 
-@signed_in
-@require_POST
-def confirm_sent(request: HttpRequest, pk: int) -> HttpResponse:
+@message_action(RESOLVE, refused=_refused)
+def confirm_sent(request: HttpRequest, msg: Message) -> HttpResponse:
     """failed -> sent: someone checked the phone and the reply did go out."""
-    require_perm(request, RESOLVE)
-    msg = get_object_or_404(Message, pk=pk)
     form = ConfirmSentForm(request.POST)
     if not form.is_valid():
         return _entry_response(request, msg, form=form, status=422)
-    try:
-        msg = lifecycle.confirm_sent(
-            msg.message_id, actor=actor(request), source=Source.WEB, note=form.cleaned_data["note"]
-        )
-    except MessageNotFound:
-        raise Http404 from None
-    except MoveRefused as exc:
-        return _refused(request, msg, exc)
+    msg = lifecycle.confirm_sent(
+        msg.message_id, actor=actor(request), source=Source.WEB, note=form.cleaned_data["note"]
+    )
     return _changed(request, msg, "Marked as sent.")
 
 
-@signed_in
-@require_POST
-def reopen(request: HttpRequest, pk: int) -> HttpResponse:
+@message_action(REOPEN, refused=_refused)
+def reopen(request: HttpRequest, msg: Message) -> HttpResponse:
     """approved (not yet claimed for sending) | rejected -> pending_approval, however long
     ago it was decided: the deliberate act after the queue's Undo window."""
-    require_perm(request, REOPEN)
-    msg = get_object_or_404(Message, pk=pk)
     form = ReopenForm(request.POST)
     if not form.is_valid():
         return _entry_response(request, msg, reopen_form=form, status=422)
-    try:
-        msg = lifecycle.reopen(
-            msg.message_id, actor=actor(request), source=Source.WEB, note=form.cleaned_data["note"]
-        )
-    except MessageNotFound:
-        raise Http404 from None
-    except MoveRefused as exc:
-        return _refused(request, msg, exc)
+    msg = lifecycle.reopen(
+        msg.message_id, actor=actor(request), source=Source.WEB, note=form.cleaned_data["note"]
+    )
     return _changed(request, msg, "The reply is back in the queue.")
+
+
+def _render(request: HttpRequest, template: str, context: dict, status: int = 200) -> HttpResponse:
+    """Every page and fragment of the history: what the reader may do, asked once, and
+    only if an entry offers it (lazy: a page without failed replies never asks)."""
+    context["can_resolve"] = SimpleLazyObject(lambda: may(request.user, RESOLVE))
+    context["can_reopen"] = SimpleLazyObject(lambda: may(request.user, REOPEN))
+    context["limits"] = LIMITS
+    return render(request, template, context, status=status)
 
 
 def _entry_response(
@@ -131,15 +117,9 @@ def _entry_response(
         "next": next_url(request, default="approvals:history"),
     }
     if request.htmx:
-        return render(request, f"{TEMPLATE}#entry", context, status=status)
+        return _render(request, f"{TEMPLATE}#entry", context, status=status)
     context |= {"entries": [entry], "single": True, "filter_form": HistoryFilterForm()}
-    return render(request, TEMPLATE, context, status=status)
-
-
-def _refused(request: HttpRequest, msg: Message, exc: MoveRefused) -> HttpResponse:
-    notice = queue.refusal_notice(exc, now=clock.now())
-    msg.refresh_from_db()
-    return _entry_response(request, msg, notice=notice, status=409)
+    return _render(request, TEMPLATE, context, status=status)
 
 
 def _changed(request: HttpRequest, msg: Message, flash: str) -> HttpResponse:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.contrib.auth.decorators import login_required
 from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
@@ -14,14 +13,14 @@ from django.views.decorators.http import require_safe
 from statecore import stats, window
 from statecore.models import DraftAttempt, Status
 
-from . import queue
+from .access import EXPORT, IMPORT, may, signed_in
+from .present import age
 
 # The chart's drawing box (SVG user units; CSS scales it to the page).
 CHART_WIDTH = 840
 CHART_HEIGHT = 160
 AXIS_HEIGHT = 18
 # A sender that has not beaten for this long is probably not running (it beats every few seconds).
-SENDER_SILENT_AFTER = timedelta(minutes=2)
 
 
 @dataclass(frozen=True)
@@ -88,7 +87,7 @@ def chart(hours: list[stats.Hour]) -> dict:
 
 def duration(value: timedelta | None) -> str:
     """A wait as people say it (45 s, 12 min, 3 h 20 min, 2 d 4 h), as the queue says it."""
-    return "n/a" if value is None else queue.age(value.total_seconds())
+    return "n/a" if value is None else age(value.total_seconds())
 
 
 def _waits(title: str, what: str, waits: stats.Waits) -> dict:
@@ -114,12 +113,12 @@ def lost_to_window(now: datetime) -> dict | None:
     )
 
 
-@login_required
+@signed_in
 @require_safe
 def overview(request: HttpRequest) -> HttpResponse:
     figures = stats.overview()
     heartbeat = figures.heartbeat
-    silent = heartbeat is None or figures.now - heartbeat.beat_at > SENDER_SILENT_AFTER
+    silent = figures.sender_stopped
     context = {
         "o": figures,
         "statuses": [(status, figures.counts[status.value]) for status in Status],
@@ -145,10 +144,10 @@ def overview(request: HttpRequest) -> HttpResponse:
         "oldest_wait": duration(figures.now - figures.oldest_pending.timestamp)
         if figures.oldest_pending and figures.oldest_pending.timestamp
         else None,
-        "can_export": request.user.is_staff and request.user.has_perm("statecore.export_state"),
-        "can_import": request.user.is_staff and request.user.has_perm("statecore.import_state"),
+        "can_export": may(request.user, EXPORT),
+        "can_import": may(request.user, IMPORT),
         # The banner's verdict, already worked out above: the context processor's own
         # would read the state's row a second time.
-        "session_health": figures.session,
+        "session_banner": figures.session,
     }
     return render(request, "approvals/overview.html", context)

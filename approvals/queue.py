@@ -17,17 +17,22 @@ from functools import reduce
 from typing import NamedTuple
 
 from django.conf import settings
-from django.db.models import Count, F, Q, QuerySet
+from django.db.models import F, Q, QuerySet
 from django.db.models.functions import Length
 
 from statecore import window
 from statecore.lifecycle import MoveRefused, Refusal
 from statecore.models import Message, Status
 
-from .cards import Card, CardPage, age
+from .cards import Card, CardPage
 from .forms import db_id
+from .present import age
 
 PAGE_SIZE = 50
+# Refused because the gateway cannot take the reply (Cloud: the window closed, a text
+# too long): the draft stays pending, so its card stays live and says why, not a notice
+# naming who was first.
+GATEWAY_REFUSALS = frozenset({Refusal.WINDOW_CLOSED, Refusal.TOO_LONG})
 
 
 def pending_drafts(filters: dict | None = None, *, now: datetime) -> QuerySet[Message]:
@@ -67,14 +72,8 @@ def status_counts(*, now: datetime) -> dict[str, int]:
     pending ones (a range of the queue's index): two queries that read an index alone,
     faster than one with a filtered count, which SQLite evaluates on every row."""
     cutoff = now - timedelta(minutes=settings.OVERDUE_MINUTES)
-    counts = dict.fromkeys(COUNTED, 0)
-    rows = (
-        Message.objects.filter(status__in=COUNTED)
-        .order_by()
-        .values_list("status")
-        .annotate(n=Count("pk"))
-    )
-    counts.update(rows)
+    every = Message.objects.filter(status__in=COUNTED).counts_per_status()
+    counts = {status: every[status] for status in COUNTED}
     counts["overdue"] = Message.objects.pending().filter(timestamp__lt=cutoff).count()
     return counts
 
@@ -85,14 +84,16 @@ def build_cards(
     now: datetime,
     with_newer: bool = True,
     related: Related | None = None,
+    viewer: str = "",
 ) -> list[Card]:
-    """Cards for these drafts: one query for the messages they answer and (with_newer)
-    what their chats wrote since, unless the caller has them (`related`); with a reply
-    window (Cloud), one more for when the pending drafts' windows close."""
+    """Cards for these drafts, as `viewer` sees them: one query for the messages they
+    answer and (with_newer) what their chats wrote since, unless the caller has them
+    (`related`); with a reply window (Cloud), one more for when the pending drafts'
+    windows close."""
     drafts = list(drafts)
     if related is None:
         related = related_messages(drafts, newer=with_newer)
-    page = CardPage()
+    page = CardPage(viewer)
     cards = [
         Card(
             msg=draft,
@@ -227,7 +228,7 @@ def status_notice(status: str | None, actor: str, when: datetime | None, *, now:
 def refusal_notice(exc: MoveRefused, *, now: datetime) -> str:
     """The notice for a move the lifecycle refused: someone else was first, the sender
     holds it, or an Undo that is not (or no longer) the reviewer's to make."""
-    if exc.code == Refusal.WINDOW_CLOSED or isinstance(exc, window.TextTooLong):
+    if exc.code in GATEWAY_REFUSALS:
         return exc.reason  # the gateway cannot take it: the reason is the news
     if exc.code == Refusal.CLAIMED:
         return "Already claimed for sending: it can no longer be undone or put back in the queue"

@@ -1,4 +1,5 @@
-"""The session page's forms: validation only."""
+"""The session page's forms: validation only (session.html writes their inputs, with
+the limits of forms.LIMITS)."""
 
 from __future__ import annotations
 
@@ -6,23 +7,17 @@ from django import forms
 
 from statecore.session_actions import SessionActionRefused, phone_digits
 
+from .forms import PHONE_NUMBER_LENGTH, SESSION_REASON_LENGTH
+
 
 class MarkInvalidForm(forms.Form):
-    reason = forms.CharField(
-        max_length=500,
-        strip=True,
-        help_text="Why the session should not be used (shown on every page until it is valid again).",
-    )
+    reason = forms.CharField(max_length=SESSION_REASON_LENGTH, strip=True)
 
 
 class PairForm(forms.Form):
     """ "Link with phone number": the business's own number, with its country code."""
 
-    number = forms.CharField(
-        max_length=30,
-        strip=True,
-        help_text="The WhatsApp number of the phone to link, with its country code, e.g. +92 300 1234567.",
-    )
+    number = forms.CharField(max_length=PHONE_NUMBER_LENGTH, strip=True)
 
     def clean_number(self) -> str:
         # One rule for the page and the Python verb: statecore.session_actions decides.

@@ -18,20 +18,17 @@ import time
 from pathlib import Path
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from statecore import auditlog, statefile
 from statecore.models import Source, Status
-from statecore.statevalidate import StateFileError, find_duplicate_ids, parse_state
+from statecore.statefile.parse import StateFileError, find_duplicate_ids, parse_state
 
+from .access import EXPORT, IMPORT, actor, require_perm, signed_in
 from .statefile_forms import TOKEN_PATTERN, ConfirmForm, UploadForm
 
-EXPORT = "statecore.export_state"
-IMPORT = "statecore.import_state"
 TEMPLATE = "approvals/upload.html"
 SESSION_KEY = "state_upload"
 UPLOAD_DIR = Path(tempfile.gettempdir()) / "whatsapp-state-uploads"
@@ -40,27 +37,22 @@ KEEP_UPLOAD_SECONDS = 6 * 3600
 LIST_NAMES = [*Status.values, "message_log"]
 
 
-def _require_staff(request: HttpRequest, perm: str) -> None:
-    if not (request.user.is_staff and request.user.has_perm(perm)):
-        raise PermissionDenied(f"Staff with the permission {perm!r} only.")
-
-
-@login_required
+@signed_in
 @require_safe
 def download(request: HttpRequest) -> HttpResponse:
     """The very bytes `export_state` writes; audited (who, when, size)."""
-    _require_staff(request, EXPORT)
+    require_perm(request, EXPORT)
     data = statefile.export_bytes()
-    auditlog.record_download(len(data), actor=request.user.get_username(), source=Source.WEB)
+    auditlog.record_download(len(data), actor=actor(request), source=Source.WEB)
     response = HttpResponse(data, content_type="application/json")
     response["Content-Disposition"] = 'attachment; filename="whatsapp_state.json"'
     return response
 
 
-@login_required
+@signed_in
 @require_http_methods(["GET", "POST"])
 def upload(request: HttpRequest) -> HttpResponse:
-    _require_staff(request, IMPORT)
+    require_perm(request, IMPORT)
     errors: list[tuple[str, str]] = []
     form = UploadForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
@@ -91,10 +83,10 @@ def upload(request: HttpRequest) -> HttpResponse:
     return render(request, TEMPLATE, context)
 
 
-@login_required
+@signed_in
 @require_http_methods(["GET", "POST"])
 def confirm(request: HttpRequest) -> HttpResponse:
-    _require_staff(request, IMPORT)
+    require_perm(request, IMPORT)
     pending = request.session.get(SESSION_KEY)
     if not pending:
         messages.info(request, "No upload is waiting for a confirmation.")
@@ -114,10 +106,10 @@ def confirm(request: HttpRequest) -> HttpResponse:
     return render(request, TEMPLATE, context)
 
 
-@login_required
+@signed_in
 @require_POST
 def cancel(request: HttpRequest) -> HttpResponse:
-    _require_staff(request, IMPORT)
+    require_perm(request, IMPORT)
     _discard(request)
     messages.info(request, "Upload cancelled; nothing changed.")
     return redirect("approvals:state-upload")
@@ -149,7 +141,7 @@ def _import(request: HttpRequest, pending: dict, before: dict) -> HttpResponse:
         return redirect("approvals:state-upload-confirm")
     summary = statefile.import_bytes(
         data,
-        actor=request.user.get_username(),
+        actor=actor(request),
         source=Source.WEB,
         on_duplicate=pending["on_duplicate"],
     )

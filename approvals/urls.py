@@ -1,19 +1,19 @@
 from django.urls import path
 
-from . import history_views, overview_views, session_views, statefile_views, views
+from . import history_views, overview_views, queue_views, session_views, statefile_views
 
 app_name = "approvals"
 
 urlpatterns = [
     path("", overview_views.overview, name="overview"),
-    path("queue/", views.queue_page, name="queue"),
-    path("queue/poll/", views.queue_poll, name="queue-poll"),
-    path("queue/bulk/", views.bulk, name="bulk"),
-    path("queue/<int:pk>/", views.card, name="card"),
-    path("queue/<int:pk>/approve/", views.approve, name="approve"),
-    path("queue/<int:pk>/edit/", views.edit, name="edit"),
-    path("queue/<int:pk>/reject/", views.reject, name="reject"),
-    path("queue/<int:pk>/undo/", views.undo, name="undo"),
+    path("queue/", queue_views.queue_page, name="queue"),
+    path("queue/poll/", queue_views.queue_poll, name="queue-poll"),
+    path("queue/bulk/", queue_views.bulk, name="bulk"),
+    path("queue/<int:pk>/", queue_views.card, name="card"),
+    path("queue/<int:pk>/approve/", queue_views.approve, name="approve"),
+    path("queue/<int:pk>/edit/", queue_views.edit, name="edit"),
+    path("queue/<int:pk>/reject/", queue_views.reject, name="reject"),
+    path("queue/<int:pk>/undo/", queue_views.undo, name="undo"),
     path("history/", history_views.history_page, name="history"),
     path("history/<int:pk>/", history_views.history_entry, name="history-entry"),
     path("history/<int:pk>/retry/", history_views.retry, name="retry"),

@@ -2,8 +2,9 @@
 
 Status changes only through the actions of the message list, which call the
 lifecycle; the status field is on no form. The few things edited by hand (a
-message's extra keys, the four settings) are saved here in one transaction
-with an audit event (source "admin") holding before and after. Records
+message's extra keys, the four settings) are saved by the core
+(`lifecycle.edit_extra_keys`, `settings_store.update_settings`), which audits
+them (source "admin") with before and after. Records
 (audit events, the sender's log, gateway events, heartbeats, incidents) are
 read-only for everyone.
 """
@@ -15,21 +16,14 @@ from urllib.parse import urlencode
 
 from django.contrib import admin, messages
 from django.db import transaction
-from django.db.models import Q
 from django.http import HttpRequest, HttpResponseRedirect
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
 
-from . import clock, lifecycle, rootstate, session
-from .admin_forms import (
-    MessageExtraForm,
-    SettingsForm,
-    extra_keys,
-    pretty,
-    with_extra_keys,
-)
-from .messagedata import message_columns
+from . import clock, lifecycle, rootstate, session, settings_store, whatsapp
+from .admin_forms import MessageExtraForm, SettingsForm, pretty
+from .lifecycle import Conflict
 from .models import (
     AuditEvent,
     GatewayEvent,
@@ -39,7 +33,6 @@ from .models import (
     Message,
     Source,
     StateRoot,
-    Status,
 )
 from .models import LogEntry as MessageLogEntry
 
@@ -52,10 +45,6 @@ SKIPPED_SHOWN = 20
 HISTORY_SHOWN = 20
 
 
-class Conflict(Exception):
-    """Someone else changed what the page showed; nothing was saved."""
-
-
 def _actor(request: HttpRequest) -> str:
     return request.user.get_username()
 
@@ -66,62 +55,6 @@ def _json_block(value: object):
 
 def _message_url(pk: int) -> str:
     return reverse("admin:statecore_message_change", args=[pk])
-
-
-# --- Saving by hand (the core of what the forms allow) ------------------------
-
-
-def save_extra_keys(pk: int, extra: dict, seen: dict, *, actor: str) -> bool:
-    """Replace a message's extra keys, if they are still what the page showed.
-
-    The stored object and its columns are rewritten together under the row
-    lock, with one audit event "admin_edit". False when nothing changed."""
-    with transaction.atomic():
-        msg = Message.objects.select_for_update().get(pk=pk)
-        data = msg.data
-        before = extra_keys(data)
-        if before != seen:
-            raise Conflict(
-                f"{msg.message_id}: its extra keys were changed since you opened it "
-                "(by the sender or another admin); nothing saved. They are shown as they are now."
-            )
-        if before == extra:
-            return False
-        columns = message_columns(with_extra_keys(data, extra), msg.status)
-        del columns["message_id"], columns["status"]
-        Message.objects.filter(pk=pk).update(**columns)
-        rootstate.touch()
-        AuditEvent.objects.create(
-            message_id=msg.message_id,
-            action="admin_edit",
-            actor=actor,
-            source=Source.ADMIN,
-            note="extra keys edited",
-            detail={"before": before, "after": extra},
-            created_at=clock.now(),
-        )
-    return True
-
-
-def save_settings(changes: dict, seen: dict, *, actor: str) -> None:
-    """Write the changed settings, all or none, each audited with before and after."""
-
-    def replace(key: str, value: object):
-        def change(old: object) -> object:
-            if old != seen[key]:
-                raise Conflict(
-                    f"{key} was changed since you opened this page; nothing saved. "
-                    "It is shown as it is now."
-                )
-            return value
-
-        return change
-
-    with transaction.atomic():
-        for key, value in changes.items():
-            rootstate.update_part(
-                key, replace(key, value), actor=actor, source=Source.ADMIN, action="admin_setting"
-            )
 
 
 class _SavesThroughCore:
@@ -263,11 +196,11 @@ class MessageAdmin(_SavesThroughCore, admin.ModelAdmin):
         return request.user.has_perm("statecore.reopen_message")
 
     def save_through_core(self, request, obj, form) -> None:
-        save_extra_keys(
-            obj.pk,
+        lifecycle.edit_extra_keys(
+            obj.message_id,
             form.cleaned_data["extra_keys"],
-            form.cleaned_data["seen"],
-            actor=_actor(request),
+            seen=form.cleaned_data["seen"],
+            **self._who(request),
         )
 
     # Columns and read-only fields ---------------------------------------------
@@ -375,7 +308,8 @@ class MessageAdmin(_SavesThroughCore, admin.ModelAdmin):
             request,
             queryset,
             "Reject",
-            lambda mid: lifecycle.reject(mid, reason="rejected in the admin", **self._who(request)),
+            # No reason: the admin asks for none, and the row says where (source "admin").
+            lambda mid: lifecycle.reject(mid, **self._who(request)),
         )
 
     @admin.action(description="Retry failed", permissions=["resolve"])
@@ -387,24 +321,12 @@ class MessageAdmin(_SavesThroughCore, admin.ModelAdmin):
     @admin.action(description="Mark failed (stuck approved replies)", permissions=["resolve"])
     def mark_failed(self, request, queryset):
         error = f"marked failed by {_actor(request)} in the admin"
-
-        def move(mid: str):
-            # Not while the sender holds a live lease: it may be sending right now,
-            # and a retry after this would send the reply twice.
-            now = clock.now()
-            return lifecycle.move(
-                mid,
-                Status.FAILED,
-                expected=[Status.APPROVED],
-                note=error,
-                set_keys={"error": error},
-                detail={"error": error},
-                guard=Q(lease_until__isnull=True) | Q(lease_until__lte=now),
-                guard_reason="the sender holds it (its lease has not run out); try again later",
-                **self._who(request),
-            )
-
-        self._run(request, queryset, "Mark failed", move)
+        self._run(
+            request,
+            queryset,
+            "Mark failed",
+            lambda mid: lifecycle.mark_failed(mid, error, unless_leased=True, **self._who(request)),
+        )
 
     @admin.action(description="Confirmed sent (checked on the phone)", permissions=["resolve"])
     def confirm_sent(self, request, queryset):
@@ -412,9 +334,7 @@ class MessageAdmin(_SavesThroughCore, admin.ModelAdmin):
             request,
             queryset,
             "Confirmed sent",
-            lambda mid: lifecycle.confirm_sent(
-                mid, note="confirmed in the admin", **self._who(request)
-            ),
+            lambda mid: lifecycle.confirm_sent(mid, **self._who(request)),
         )
 
     @admin.action(description="Put back in the queue (reopen)", permissions=["reopen"])
@@ -467,7 +387,9 @@ class StateRootAdmin(_SavesThroughCore, admin.ModelAdmin):
     def save_through_core(self, request, obj, form) -> None:
         changes = form.changed_settings()
         if changes:
-            save_settings(changes, form.cleaned_data["seen"], actor=_actor(request))
+            settings_store.update_settings(
+                changes, seen=form.cleaned_data["seen"], actor=_actor(request), source=Source.ADMIN
+            )
 
     @admin.display(description="settings")
     def settings_json(self, obj: StateRoot):
@@ -636,14 +558,10 @@ class GatewayStateAdmin(ReadOnlyAdmin):
 
     @admin.display(description="gateway kind")
     def gateway_kind(self, obj: GatewayState) -> str:
-        from . import whatsapp
-
         return whatsapp.kind()
 
     @admin.display(description="address in use")
     def gateway_address(self, obj: GatewayState) -> str:
-        from . import whatsapp
-
         return whatsapp.address()
 
 

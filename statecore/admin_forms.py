@@ -3,7 +3,7 @@
 Two things can be edited by hand: a message's extra keys (everything of the
 stored object but the keys the dashboard keeps in columns, `id` and `status`
 among them) and the four settings of the state root. Both are shown as JSON
-text and checked as strictly as an imported file (statevalidate), and both carry
+text and checked as strictly as an imported file (statefile.parse), and both carry
 what the page showed (`seen`), so a change made by someone else meanwhile is
 refused instead of silently overwritten.
 """
@@ -15,36 +15,17 @@ import json
 from django import forms
 from django.core.exceptions import ValidationError
 
-from .messagedata import dumps_compact
+from .lifecycle import KNOWN_MESSAGE_KEYS, extra_keys, with_extra_keys
 from .models import Message, StateRoot
 from .rootstate import DEFAULT_API_ENDPOINT, part
-from .staterules import MAX_URL_LENGTH, gateway_url_problem
-from .statevalidate import MESSAGE_RULES, validate_setting
+from .statefile.columns import dumps_compact
+from .statefile.rules import MAX_URL_LENGTH, gateway_url_problem, validate_setting
 
-# Keys the dashboard derives columns from or the lifecycle owns: never edited here.
-KNOWN_MESSAGE_KEYS = ("id", *MESSAGE_RULES)
 SETTING_KEYS = ("human_in_the_loop", "api_endpoint", "watcher_config", "retry_config")
 
 
 def pretty(value: object) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False)
-
-
-def extra_keys(data: dict) -> dict:
-    """The part of a message object an admin may edit."""
-    return {key: value for key, value in data.items() if key not in KNOWN_MESSAGE_KEYS}
-
-
-def with_extra_keys(data: dict, extra: dict) -> dict:
-    """`data` with its extra keys replaced by `extra`: known keys stay where
-    they were, kept extra keys keep their place, new ones go last."""
-    merged = {
-        key: (value if key in KNOWN_MESSAGE_KEYS else extra[key])
-        for key, value in data.items()
-        if key in KNOWN_MESSAGE_KEYS or key in extra
-    }
-    merged.update({key: value for key, value in extra.items() if key not in merged})
-    return merged
 
 
 def _no_duplicates(pairs: list[tuple[str, object]]) -> dict:
@@ -131,7 +112,7 @@ class MessageExtraForm(forms.ModelForm):
 
 
 def check_api_endpoint(value: str) -> None:
-    """The rule set_config applies too (staterules): one rule for every path."""
+    """The rule set_config applies too (statefile.rules): one rule for every path."""
     problem = gateway_url_problem(value)
     if problem:
         raise ValidationError(f"api_endpoint: {problem}")

@@ -51,8 +51,8 @@ from django.db.models import Exists, OuterRef, QuerySet
 from django.utils.module_loading import import_string
 
 from . import clock, lifecycle, rootstate
-from .messagedata import chat_of
 from .models import DraftAttempt, Message, Source, Status
+from .statefile.columns import chat_of
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .statevalidate import INT64_MAX
+from .statefile.rules import INT64_MAX
 
 _ID_DIGITS = len(str(INT64_MAX))
 

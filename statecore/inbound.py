@@ -20,8 +20,8 @@ from datetime import datetime
 from django.db import IntegrityError, transaction
 
 from . import clock, lifecycle, reconcile, sending, session
-from .messagedata import dumps_compact
 from .models import GatewayMessage, Message, Source, Status, WebhookReceipt
+from .statefile.columns import dumps_compact
 from .whatsapp import DEDUPE_WINDOW, EventKind, InboundMessage, WebhookItem
 
 log = logging.getLogger(__name__)

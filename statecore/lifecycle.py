@@ -22,9 +22,9 @@ from django.db.models import Q
 from django.utils import timezone
 
 from . import clock, rootstate
-from .messagedata import dumps_compact, message_columns
 from .models import AuditEvent, Message, Status
-from .staterules import validate_message
+from .statefile.columns import dumps_compact, message_columns
+from .statefile.rules import MESSAGE_RULES, validate_message
 
 S = Status
 # (from, to) -> the action that names the move in the audit log.
@@ -47,10 +47,18 @@ ALLOWED_MOVES: dict[tuple[str, str], str] = {
 }
 REOPEN = "reopen"
 UNDO = "undo"
+EDIT_EXTRA_KEYS = "admin_edit"
 MAX_REPLY_LENGTH = 65_536
-# Statuses a message may be added in: anything a script can put in the file.
 NOT_CLAIMED = Q(claimed_at__isnull=True)
 CLAIMED_REASON = "it has been claimed for sending"
+LEASED_REASON = "the sender holds it (its lease has not run out); try again later"
+# Who approves a draft when human_in_the_loop is off; its decisions are nobody's wait.
+AUTOMATIC_ACTOR = "auto"
+# The flag a move into `failed` records in its audit detail when the send may have
+# gone out (sending.OUTCOME_UNKNOWN): a person checks the phone before a retry.
+UNCERTAIN_FLAG = "outcome_unknown"
+# Keys the dashboard derives columns from or the lifecycle owns: never edited by hand.
+KNOWN_MESSAGE_KEYS = ("id", *MESSAGE_RULES)
 
 
 class Refusal(StrEnum):
@@ -103,6 +111,10 @@ class MoveRefused(ValueError):
         if self.reason:
             text += f"; {self.reason}"
         return text
+
+
+class Conflict(Exception):
+    """Someone else changed what the caller saw (and passed as `seen`); nothing was saved."""
 
 
 class MessageNotFound(MoveRefused, LookupError):
@@ -174,14 +186,12 @@ def move(
         data.update(set_keys or {})
         data["status"] = to_status.value
         data["status_updated_at"] = clock.local_iso(now)
-        columns = message_columns(data, to_status)
         changes = {
+            **_derived_columns(data, to_status),
             "status": to_status,
-            "status_updated_at": now,
+            "status_updated_at": now,  # the instant itself, not its text read back
             "status_changed_by": actor[:150],
             "position": time.time_ns(),
-            "raw": columns["raw"],
-            "body": columns["body"],
         }
         if release_lease:
             changes.update(claimed_by="", claimed_at=None, lease_until=None)
@@ -195,6 +205,14 @@ def move(
         for field, value in changes.items():
             setattr(msg, field, value)
     return msg
+
+
+def _derived_columns(data: dict, status: str) -> dict:
+    """Every column derived from the stored object (all of them, so no key change can
+    leave one stale), but the id: a row never changes who it is."""
+    columns = message_columns(data, status)
+    del columns["message_id"]
+    return columns
 
 
 def _gateway_rules(
@@ -291,7 +309,7 @@ def approve(message_id: str, *, actor: str, source: str, note: str = "") -> Mess
         )
     except MoveRefused as exc:
         gateway_refuses = exc.code == Refusal.WINDOW_CLOSED or isinstance(exc, window.TextTooLong)
-        if actor != "auto" or not gateway_refuses:
+        if actor != AUTOMATIC_ACTOR or not gateway_refuses:
             raise
         _audit(
             message_id,
@@ -418,8 +436,25 @@ def mark_failed(
     source: str,
     worker: str | None = None,
     detail: dict | None = None,
+    unless_leased: bool = False,
 ) -> Message:
-    """approved -> failed, with the error kept in the stored object as the old sender did."""
+    """approved -> failed, with the error kept in the stored object as the old sender did.
+
+    `worker`: only while that worker holds the claim (Refusal.NOT_CLAIM_HOLDER).
+    `unless_leased`: a person marking a stuck reply failed; refused while a sender holds
+    a live lease (Refusal.CLAIMED): it may be sending right now, and a retry after this
+    would send the reply twice. A lease that ran out no longer protects it."""
+    guard, reason, code = None, "", Refusal.WRONG_STATUS
+    if worker:
+        guard, reason, code = (
+            Q(claimed_by=worker),
+            f"it is not claimed by {worker}",
+            (Refusal.NOT_CLAIM_HOLDER),
+        )
+    if unless_leased:
+        no_live_lease = Q(lease_until__isnull=True) | Q(lease_until__lte=clock.now())
+        guard = no_live_lease if guard is None else guard & no_live_lease
+        reason, code = LEASED_REASON, Refusal.CLAIMED
     return move(
         message_id,
         S.FAILED,
@@ -429,10 +464,33 @@ def mark_failed(
         note=error,
         set_keys={"error": error},
         detail={"error": error, **(detail or {})},
-        guard=Q(claimed_by=worker) if worker else None,
-        guard_reason=f"it is not claimed by {worker}",
-        guard_code=Refusal.NOT_CLAIM_HOLDER,
+        guard=guard,
+        guard_reason=reason,
+        guard_code=code,
     )
+
+
+def failure_uncertain(event: AuditEvent | None) -> bool:
+    """Whether this move into `failed` recorded that the send may have gone out: the
+    audit row's flag, never the error's wording."""
+    return (
+        event is not None
+        and event.to_status == S.FAILED
+        and isinstance(event.detail, dict)
+        and event.detail.get(UNCERTAIN_FLAG) is True
+    )
+
+
+def last_failure_uncertain(message_id: str) -> bool:
+    """Whether the move that last put this message in `failed` was an uncertain send
+    (see `failure_uncertain`); False when it never failed. One query."""
+    last = (
+        AuditEvent.objects.filter(message_id=message_id, to_status=S.FAILED)
+        .exclude(from_status=S.FAILED)
+        .order_by("-created_at", "-pk")
+        .first()
+    )
+    return failure_uncertain(last)
 
 
 def delivery_failed(
@@ -503,6 +561,63 @@ def release(message_id: str, reason: str, *, worker: str, actor: str, source: st
     return msg
 
 
+def extra_keys(data: dict) -> dict:
+    """The part of a message object a person may edit by hand (`edit_extra_keys`)."""
+    return {key: value for key, value in data.items() if key not in KNOWN_MESSAGE_KEYS}
+
+
+def with_extra_keys(data: dict, extra: dict) -> dict:
+    """`data` with its extra keys replaced by `extra`: known keys stay where
+    they were, kept extra keys keep their place, new ones go last."""
+    merged = {
+        key: (value if key in KNOWN_MESSAGE_KEYS else extra[key])
+        for key, value in data.items()
+        if key in KNOWN_MESSAGE_KEYS or key in extra
+    }
+    merged.update({key: value for key, value in extra.items() if key not in merged})
+    return merged
+
+
+def edit_extra_keys(message_id: str, extra: dict, *, seen: dict, actor: str, source: str) -> bool:
+    """Replace a message's extra keys (no status change), if they are still `seen`.
+
+    Raises Conflict when someone (the sender, another person) changed them since;
+    ValueError when `extra` names a key the dashboard keeps. The stored object and
+    every derived column are rewritten together under the row lock, with one audit
+    event holding before and after. False (and no row) when nothing changed."""
+    refused = [key for key in extra if key in KNOWN_MESSAGE_KEYS]
+    if refused:
+        raise ValueError(f"{message_id}: {', '.join(refused)}: kept by the dashboard")
+    with transaction.atomic():
+        msg = Message.objects.select_for_update().filter(message_id=message_id).first()
+        if msg is None:
+            raise MessageNotFound(message_id)
+        data = msg.data
+        before = extra_keys(data)
+        if before != seen:
+            raise Conflict(
+                f"{message_id}: its extra keys were changed since you opened it "
+                "(by the sender or another admin); nothing saved. They are shown as they are now."
+            )
+        if before == extra:
+            return False
+        columns = _derived_columns(with_extra_keys(data, extra), msg.status)
+        Message.objects.filter(pk=msg.pk).update(**columns)
+        rootstate.touch()
+        _audit(
+            message_id,
+            EDIT_EXTRA_KEYS,
+            "",
+            "",
+            actor,
+            source,
+            "extra keys edited",
+            {"before": before, "after": extra},
+            clock.now(),
+        )
+    return True
+
+
 def add_message(
     message_data: dict, status: str, *, actor: str, source: str, counted: bool = True
 ) -> Message:
@@ -535,7 +650,10 @@ def add_message(
             # In the same transaction: no reviewer ever sees it pending.
             if status == S.PENDING_APPROVAL and not rootstate.human_in_the_loop():
                 msg = approve(
-                    msg.message_id, actor="auto", source=source, note="human_in_the_loop is off"
+                    msg.message_id,
+                    actor=AUTOMATIC_ACTOR,
+                    source=source,
+                    note="human_in_the_loop is off",
                 )
     except IntegrityError:
         if Message.objects.filter(message_id=data["id"]).exists():

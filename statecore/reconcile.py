@@ -27,8 +27,8 @@ from datetime import datetime, timedelta
 from django.db import transaction
 
 from . import clock, lifecycle
-from .messagedata import chat_of
-from .models import AuditEvent, GatewayMessage, Message, Source, Status
+from .models import GatewayMessage, Message, Source, Status
+from .statefile.columns import chat_of
 from .whatsapp import Echo, Gateway, GatewayUnavailable
 
 log = logging.getLogger(__name__)
@@ -164,7 +164,7 @@ def settle_later(row: GatewayMessage) -> str:
         .order_by("claimed_at", "pk")
     )
     for msg in candidates:
-        if not _uncertain(msg.message_id):
+        if not lifecycle.last_failure_uncertain(msg.message_id):
             continue
         with transaction.atomic():
             if claim_for(msg, [row]) is None:
@@ -189,17 +189,7 @@ def _settle(reply_id: str, row: GatewayMessage) -> str:
 
 def _uncertain_failed(reply_id: str) -> bool:
     failed = Message.objects.filter(message_id=reply_id, status=Status.FAILED).exists()
-    return failed and _uncertain(reply_id)
-
-
-def _uncertain(message_id: str) -> bool:
-    """Its last failure was recorded as "outcome unknown" (the audit row's flag)."""
-    detail = (
-        AuditEvent.objects.filter(message_id=message_id, action="mark_failed")
-        .values_list("detail", flat=True)
-        .first()
-    )
-    return bool(detail and detail.get("outcome_unknown"))
+    return failed and lifecycle.last_failure_uncertain(reply_id)
 
 
 def _chat(msg: Message) -> str:

@@ -12,9 +12,9 @@ from collections.abc import Callable
 from django.db import connection, transaction
 
 from . import clock
-from .messagedata import dumps_compact
 from .models import AuditEvent, Source, StateRoot, Status
-from .staterules import validate_setting
+from .statefile.columns import dumps_compact
+from .statefile.rules import validate_setting
 
 DEFAULT_API_ENDPOINT = "http://localhost:3000/api/whatsapp"
 DEFAULT_WATCHER_CONFIG = {

@@ -49,22 +49,39 @@ from . import (
     session_check,
     window,
 )
-from .messagedata import dumps_compact, reply_address
 from .models import Heartbeat, LogEntry, Message, Source, StateRoot, Status
+from .statefile.columns import dumps_compact, reply_address
 from .whatsapp import Gateway, Next, SendOutcome, Sent
 
 log = logging.getLogger(__name__)
 
 OUTCOME_UNKNOWN = "outcome unknown: check the phone before retrying"
-HEARTBEAT_NAME = "sender"
 # Covers what is not the send itself: a claim, a record, SQLite's busy wait (20 s).
 LEASE_MARGIN_SECONDS = 60
+# The sender's heartbeat: written at every round's start and end (and at most every
+# BEAT_EVERY_SECONDS between sends); the session page and the overview read it.
+HEARTBEAT_NAME = "sender"
 BEAT_EVERY_SECONDS = 5.0
+# A sender silent for this many rounds is not running: a round ends with a beat, and
+# twelve leave room for a slow send (the gateway's 30 s timeout) inside one (60 s at
+# the default 5 s poll interval).
+STOPPED_AFTER_ROUNDS = 12
 DEFAULT_MAX_RETRIES = 3
 DEFAULT_RETRY_DELAY_SECONDS = 2
 DEFAULT_EXPONENTIAL_BACKOFF = True
 # Pacing: up to this share of SEND_MIN_INTERVAL_SECONDS is added at random.
 PACING_JITTER = 0.25
+
+
+def silent_after() -> timedelta:
+    """How long the sender may stay silent before it counts as stopped: STOPPED_AFTER_ROUNDS
+    of its rounds (`watcher_config.poll_interval_seconds`, at least BEAT_EVERY_SECONDS)."""
+    return timedelta(seconds=STOPPED_AFTER_ROUNDS * max(loops.poll_interval(), BEAT_EVERY_SECONDS))
+
+
+def sender_stopped(beat: Heartbeat | None, now: datetime) -> bool:
+    """Whether the sender is not running: it never beat, or it is silent past `silent_after`."""
+    return beat is None or now - beat.beat_at > silent_after()
 
 
 def new_worker_id() -> str:
@@ -181,7 +198,7 @@ def expire_leases(*, actor: str, now: datetime | None = None) -> list[str]:
                     actor=actor,
                     source=Source.WORKER,
                     worker=msg.claimed_by,
-                    detail={"outcome_unknown": True, "expired_worker": msg.claimed_by},
+                    detail={lifecycle.UNCERTAIN_FLAG: True, "expired_worker": msg.claimed_by},
                 )
                 log_entry(msg, "failed", message_id=None, error=error)
         except lifecycle.MoveRefused:
@@ -334,7 +351,7 @@ def _record(
         lifecycle.mark_failed(
             msg.message_id,
             error,
-            detail={"attempts": attempts, "outcome_unknown": unknown},
+            detail={"attempts": attempts, lifecycle.UNCERTAIN_FLAG: unknown},
             **who,
         )
         log_entry(msg, "failed", message_id=None, error=error)

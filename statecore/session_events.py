@@ -15,8 +15,8 @@ from datetime import datetime, timedelta
 from django.db import transaction
 
 from . import clock, session
-from .messagedata import dumps_compact
 from .models import GatewayEvent, GatewayState, Source
+from .statefile.columns import dumps_compact
 from .whatsapp.wwebjs_events import ForwardedEvent, detail_of
 
 KEEP_EVENTS = 300

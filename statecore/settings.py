@@ -136,7 +136,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "csp.context_processors.nonce",
-                "approvals.context_processors.session_health",
+                "approvals.context_processors.session_banner",
             ],
             "builtins": ["template_partials.templatetags.partials"],
             "loaders": [

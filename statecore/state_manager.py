@@ -30,16 +30,16 @@ def _ensure_django() -> None:
 
 _ensure_django()
 
-from django.db import close_old_connections, connection, transaction  # noqa: E402
+from django.db import close_old_connections, connection  # noqa: E402
 
-from . import lifecycle, rootstate, session, statefile  # noqa: E402
-from .messagedata import dumps_compact  # noqa: E402
-from .models import AuditEvent, Message, Source, StateRoot, Status  # noqa: E402
-from .staterules import api_value_problems, validate_setting  # noqa: E402
+from . import lifecycle, rootstate, session, settings_store, statefile  # noqa: E402
+from .drafting import undrafted  # noqa: E402
+from .models import AuditEvent, Message, Source, Status  # noqa: E402
+from .statefile.rules import api_value_problems, validate_setting  # noqa: E402
 
 # What the API refuses instead of storing (README "Switching the scripts"): a body
 # as long as the web edit allows, objects of at most 256 keys and 512 KiB of JSON
-# (staterules), a reason as long as the gateway's. An import has none of these.
+# (statefile.rules), a reason as long as the gateway's. An import has none of these.
 MAX_BODY_LENGTH = lifecycle.MAX_REPLY_LENGTH
 MAX_REASON_LENGTH = 2000
 MAX_ACTOR_LENGTH = AuditEvent._meta.get_field("actor").max_length
@@ -143,7 +143,7 @@ class StateManager:
     def add_message(self, message_data: dict, status: MessageStatus | str) -> dict:
         """Store a new message; refused with a ValueError naming the place when it
         is not a message object, its body is over MAX_BODY_LENGTH characters, or it
-        is over the size of staterules.api_value_problems."""
+        is over the size of statefile.rules.api_value_problems."""
         target = _status(status)
         if not isinstance(message_data, dict):
             raise ValueError(
@@ -190,8 +190,6 @@ class StateManager:
             isinstance(limit, bool) or not isinstance(limit, int) or limit < 0
         ):
             raise ValueError(f"limit: expected a whole number >= 0 or None, got {limit!r}")
-        from .drafting import undrafted
-
         rows = undrafted().values_list("raw", flat=True)
         return [Message(raw=raw).data for raw in (rows if limit is None else rows[:limit])]
 
@@ -203,21 +201,7 @@ class StateManager:
         return rootstate.statistics()
 
     def reset_statistics(self) -> None:
-        with transaction.atomic():
-            before = rootstate.statistics()
-            rootstate.get_root()
-            StateRoot.objects.filter(pk=1).update(
-                **{name: 0 for name in rootstate.COUNTERS},
-                **{name: "null" for name in rootstate.LAST_TIMES},
-                last_updated=dumps_compact(rootstate.clock.local_iso()),
-            )
-            AuditEvent.objects.create(
-                action="reset_statistics",
-                note="all counters 0",
-                detail={"before": before},
-                created_at=rootstate.clock.now(),
-                **self._who(),
-            )
+        settings_store.reset_counters(**self._who())
 
     # --- configuration -----------------------------------------------------------
     def get_config(self, key: str, default=None):
@@ -229,21 +213,14 @@ class StateManager:
     def update_config(self, updates: dict) -> None:
         """Set top-level keys, all or none; the known settings are checked against
         their types, `api_endpoint` must be an http(s) URL, and each value is held to
-        the size of staterules.api_value_problems."""
+        the size of statefile.rules.api_value_problems."""
         if not isinstance(updates, dict):
             raise ValueError(f"updates: expected a dict of top-level keys, got {_shown(updates)}")
         for key in updates:
             if not isinstance(key, str):
                 raise ValueError(f"updates: the key {_shown(key)} is not a string")
         _refuse([p for key, value in updates.items() for p in self._problems(key, value)])
-        with transaction.atomic():
-            for key, value in updates.items():
-                if key in rootstate.COLUMN_KEYS:
-                    rootstate.update_part(
-                        key, lambda _old, v=value: v, action="set_config", **self._who()
-                    )
-                else:
-                    rootstate.update_extra(key, value, action="set_config", **self._who())
+        settings_store.update_settings(updates, **self._who())
 
     @staticmethod
     def _problems(key: str, value) -> list[tuple[str, str]]:

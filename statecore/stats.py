@@ -19,16 +19,15 @@ from django.db.models.functions import Lower, TruncHour
 from django.utils import timezone
 
 from . import clock, rootstate, session
+from .lifecycle import AUTOMATIC_ACTOR
 from .models import AuditEvent, Heartbeat, Message, Status
+from .sending import HEARTBEAT_NAME, sender_stopped
 
 WINDOW = timedelta(days=7)
 # The percentiles are taken over at most this many of the most recent decisions
 # (or sends) in the window: one bounded query, whatever the volume. At the
 # volumes we expect (hundreds of replies a day) that is every one of the week.
 MAX_WAITS = 5000
-SENDER_HEARTBEAT = "sender"
-# Decisions by the automation (human_in_the_loop off) are not waits for a person.
-AUTOMATIC_ACTOR = "auto"
 
 
 @dataclass(frozen=True)
@@ -105,12 +104,10 @@ class Overview:
     def stored(self) -> int:
         return sum(self.counts.values())
 
-
-def counts_per_status() -> dict[str, int]:
-    counts = dict.fromkeys(Status.values, 0)
-    for row in Message.objects.order_by().values("status").annotate(n=Count("pk")):
-        counts[row["status"]] = row["n"]
-    return counts
+    @property
+    def sender_stopped(self) -> bool:
+        """No heartbeat from the sender for longer than `sending.silent_after`."""
+        return sender_stopped(self.heartbeat, self.now)
 
 
 def success_rate(counts: dict[str, int]) -> Rate:
@@ -151,6 +148,7 @@ def decision_waits(now: datetime) -> Waits:
     rows = (
         _events("approve", "reject")
         .filter(created_at__gte=now - WINDOW, created_at__lte=now)
+        # Decisions by the automation (human_in_the_loop off) are not waits for a person.
         .exclude(actor=AUTOMATIC_ACTOR)
         .annotate(drafted_at=Subquery(drafted))
         .order_by("-created_at", "-pk")
@@ -228,7 +226,7 @@ def oldest_pending() -> Message | None:
 def overview(now: datetime | None = None) -> Overview:
     now = now or clock.now()
     root = rootstate.get_root()
-    counts = counts_per_status()
+    counts = Message.objects.counts_per_status()
     return Overview(
         now=now,
         counts=counts,
@@ -240,5 +238,5 @@ def overview(now: datetime | None = None) -> Overview:
         hours=messages_per_hour(now),
         oldest_pending=oldest_pending(),
         session=session.check(rootstate.session_data(root), now=now),
-        heartbeat=Heartbeat.objects.filter(name=SENDER_HEARTBEAT).first(),
+        heartbeat=Heartbeat.objects.filter(name=HEARTBEAT_NAME).first(),
     )

@@ -23,7 +23,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from . import clock, inbound, whatsapp
-from .statevalidate import StateFileError, parse_json
+from .statefile.parse import StateFileError, parse_json
 from .whatsapp import WebhookRefused
 
 log = logging.getLogger(__name__)

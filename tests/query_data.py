@@ -10,8 +10,8 @@ import time
 from datetime import timedelta
 
 from statecore import clock
-from statecore.messagedata import message_columns
 from statecore.models import AuditEvent, Message, Source, Status
+from statecore.statefile.columns import message_columns
 
 _serial = itertools.count(1)
 CYCLE = [Status.PENDING_APPROVAL, Status.APPROVED, Status.REJECTED, Status.SENT, Status.FAILED]

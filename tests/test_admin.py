@@ -434,7 +434,7 @@ def test_saving_the_settings_unchanged_writes_nothing(client, staff):
     assert response.redirect_chain, "the form was refused"
     assert any("was changed successfully" in t for t in _texts(response))
     assert StateRootSnapshot.take() == before
-    assert not AuditEvent.objects.filter(action="admin_setting").exists()
+    assert not AuditEvent.objects.filter(action="set_config").exists()
 
 
 def test_a_valid_setting_is_saved_with_an_audit_event(client, staff):
@@ -452,7 +452,7 @@ def test_a_valid_setting_is_saved_with_an_audit_event(client, staff):
     assert rootstate.part(root, "watcher_config") == watcher
     assert rootstate.part(root, "human_in_the_loop") is False
     assert rootstate.part(root, "retry_config") == rootstate.DEFAULT_RETRY_CONFIG
-    events = AuditEvent.objects.filter(action="admin_setting", actor="fixer", source="admin")
+    events = AuditEvent.objects.filter(action="set_config", actor="fixer", source="admin")
     assert {e.detail["key"] for e in events} == {
         "api_endpoint",
         "watcher_config",
@@ -492,7 +492,7 @@ def test_an_invalid_setting_is_refused_with_a_message(client, staff, field, valu
     response = _settings_post(client, **{"api_endpoint": "http://example.com/new", field: value})
     assert problem in response.content.decode()
     assert StateRootSnapshot.take() == before
-    assert not AuditEvent.objects.filter(action="admin_setting").exists()
+    assert not AuditEvent.objects.filter(action="set_config").exists()
 
 
 def test_a_setting_changed_meanwhile_is_not_overwritten(client, staff):

@@ -15,7 +15,7 @@ from statecore import lifecycle, statefile
 from statecore.admin_forms import check_api_endpoint
 from statecore.models import AuditEvent, Message, Source, Status
 from statecore.state_manager import MessageStatus, StateManager
-from statecore.staterules import MAX_OBJECT_KEYS, MAX_VALUE_BYTES
+from statecore.statefile.rules import MAX_OBJECT_KEYS, MAX_VALUE_BYTES
 
 
 @pytest.fixture

@@ -20,9 +20,9 @@ import httpx
 import pytest
 
 from statecore import whatsapp
-from statecore.staterules import validate_message
-from statecore.statevalidate import parse_json
-from statecore.whatsapp import cloud
+from statecore.statefile.parse import parse_json
+from statecore.statefile.rules import validate_message
+from statecore.whatsapp import cloud, cloud_events
 from statecore.whatsapp.cloud import (
     TOKEN_EXPIRED_TEXT,
     TOO_LONG_TEXT,
@@ -107,14 +107,14 @@ def _graph_error(code: int, message: str = "(#1) Something", **extra: object) ->
 
 
 def _items(body: dict) -> list:
-    return cloud.parse_webhook(body, settings=Settings)
+    return cloud_events.parse_webhook(body, settings=Settings)
 
 
 def _arrived(receiver: WebhookReceiver, count: int = 1) -> list:
     """The items of the first `count` deliveries, each verified and parsed as the endpoint would."""
     items = []
     for request in receiver.wait_for_posts(count):
-        cloud.verify_webhook(request.headers, request.body, secret=WEBHOOK_SECRET, now=NOW)
+        cloud_events.verify_webhook(request.headers, request.body, secret=WEBHOOK_SECRET, now=NOW)
         items += _items(parse_json(request.body))
     return items
 
@@ -850,11 +850,11 @@ def _signed(body: dict) -> tuple[bytes, dict[str, str]]:
 def test_a_good_signature_passes_in_any_letter_case() -> None:
     raw, headers = _signed(message_event())
 
-    cloud.verify_webhook(headers, raw, secret=WEBHOOK_SECRET, now=NOW)
+    cloud_events.verify_webhook(headers, raw, secret=WEBHOOK_SECRET, now=NOW)
     lower = {k.lower(): v for k, v in headers.items()}
-    cloud.verify_webhook(lower, raw, secret=WEBHOOK_SECRET, now=NOW)
+    cloud_events.verify_webhook(lower, raw, secret=WEBHOOK_SECRET, now=NOW)
     upper = {k.upper(): v.upper() for k, v in headers.items()}
-    cloud.verify_webhook(upper, raw, secret=WEBHOOK_SECRET, now=NOW)
+    cloud_events.verify_webhook(upper, raw, secret=WEBHOOK_SECRET, now=NOW)
 
 
 @pytest.mark.parametrize(
@@ -896,7 +896,7 @@ def test_a_bad_signature_is_refused_with_401(
     raw, headers = change(*_signed(message_event("Hello")))
 
     with pytest.raises(WebhookRefused) as caught:
-        cloud.verify_webhook(headers, raw, secret=WEBHOOK_SECRET, now=NOW)
+        cloud_events.verify_webhook(headers, raw, secret=WEBHOOK_SECRET, now=NOW)
 
     assert caught.value.status == 401
     assert words in str(caught.value)
@@ -907,7 +907,7 @@ def test_without_a_secret_nothing_is_trusted() -> None:
     # Even a body "signed" with the empty key: no secret set, no webhook trusted.
     empty_key = {"X-Hub-Signature-256": "sha256=" + hmac.new(b"", raw, hashlib.sha256).hexdigest()}
     with pytest.raises(WebhookRefused) as caught:
-        cloud.verify_webhook(empty_key, raw, secret="", now=NOW)
+        cloud_events.verify_webhook(empty_key, raw, secret="", now=NOW)
     assert caught.value.status == 401
 
 
@@ -942,10 +942,10 @@ def test_the_package_verifies_with_the_configured_secret(fake_cloud: FakeCloud) 
 def test_challenge(params: dict[str, str], token: str, status: int | None) -> None:
     params = {**params, "hub.challenge": "1158201444"}
     if status is None:
-        assert cloud.challenge(params, verify_token=token) == "1158201444"
+        assert cloud_events.challenge(params, verify_token=token) == "1158201444"
         return
     with pytest.raises(WebhookRefused) as caught:
-        cloud.challenge(params, verify_token=token)
+        cloud_events.challenge(params, verify_token=token)
     assert caught.value.status == status
 
 
@@ -956,7 +956,7 @@ def test_a_challenge_that_is_not_metas_short_token_is_not_echoed() -> None:
         "hub.challenge": "<script>x</script> y",
     }
     with pytest.raises(WebhookRefused) as caught:
-        cloud.challenge(params, verify_token="t")
+        cloud_events.challenge(params, verify_token="t")
     assert caught.value.status == 400
 
 
@@ -971,7 +971,7 @@ def test_the_stand_ins_callback_verification_is_what_challenge_accepts(
     assert fake_cloud.verify_callback("987") == (200, "987")
 
     [request] = posted.received
-    assert cloud.challenge(request.query, verify_token=VERIFY_TOKEN) == "987"
+    assert cloud_events.challenge(request.query, verify_token=VERIFY_TOKEN) == "987"
 
 
 # --- parse_webhook: what the stand-in posts ------------------------------------------------

@@ -228,3 +228,17 @@ def test_check_deploy_command_fails_on_it_and_names_the_variable():
     )
     assert passed.returncode == 0, passed.stderr
     assert "statecore.E002" not in passed.stderr + passed.stdout
+
+
+@pytest.mark.parametrize(
+    "kind, url, shown",
+    [
+        ("waha", "http://admin:pw@127.0.0.1:3000", "http://127.0.0.1:3000 (session shop)"),
+        ("evolution", "https://u:p@evo.example.com", "https://evo.example.com (instance shop)"),
+        ("cloud", "https://graph.facebook.com/v23.0", "https://graph.facebook.com/v23.0/1065"),
+    ],
+)
+def test_the_address_shown_names_the_gateway_and_never_a_password(kind, url, shown):
+    from statecore.whatsapp import config as gateway_config
+
+    assert gateway_config.shown_address(kind, url, "shop", "1065") == shown

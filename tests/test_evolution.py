@@ -20,7 +20,8 @@ import pytest
 
 from statecore import whatsapp
 from statecore.whatsapp import evolution
-from statecore.whatsapp.evolution import EvolutionGateway, parse_webhook, verify_webhook
+from statecore.whatsapp.evolution import EvolutionGateway
+from statecore.whatsapp.evolution_events import parse_webhook, verify_webhook
 from statecore.whatsapp.model import (
     Account,
     EventKind,

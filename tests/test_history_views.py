@@ -92,7 +92,13 @@ def test_history_filters_by_status_reviewer_and_text(rc):
 def test_the_audit_trail_shows_draft_edit_decision_and_send_attempts(rc):
     draft = make_reply(incoming=make_incoming(name="Émile", body="¿Tienen envío?"), body="Yes")
     lifecycle.edit_and_approve(draft.message_id, "Yes, to all of Spain", actor="dana", source="web")
-    lifecycle.mark_failed(draft.message_id, UNCERTAIN, actor="sender", source=Source.WORKER)
+    lifecycle.mark_failed(
+        draft.message_id,
+        UNCERTAIN,
+        actor="sender",
+        source=Source.WORKER,
+        detail={lifecycle.UNCERTAIN_FLAG: True},
+    )
     entry = entry_html(rc.get("/history/"), draft)
     assert "Edited and approved</strong> by dana" in entry
     assert "Original draft" in entry and ">Yes</div>" in entry
@@ -194,3 +200,67 @@ def test_untrusted_text_in_the_history_is_text(rc):
     entry = entry_html(rc.get("/history/"), draft)
     assert "<script>" not in entry and "<img" not in entry and "<i>" not in entry
     assert "<b>" not in entry and "&lt;b&gt;no&lt;/b&gt;" in entry
+
+
+# --- Pinned concepts (issue 13) ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("error", "flag", "warned"),
+    [
+        ("Timed out after sending", True, True),  # flagged: warned whatever the wording
+        (UNCERTAIN, False, False),  # the wording alone is not the flag
+        ("Connection refused", False, False),
+    ],
+)
+def test_the_uncertain_warning_follows_the_audit_rows_flag_not_the_wording(rc, error, flag, warned):
+    draft = make_reply()
+    lifecycle.approve(draft.message_id, actor="dana", source=Source.WEB)
+    detail = {lifecycle.UNCERTAIN_FLAG: True} if flag else {}
+    lifecycle.mark_failed(
+        draft.message_id, error, actor="sender", source=Source.WORKER, detail=detail
+    )
+    entry = entry_html(rc.get("/history/"), draft)
+    assert ("The outcome is unknown" in entry) is warned
+
+
+def test_an_earlier_uncertain_failure_does_not_mark_a_later_certain_one(rc):
+    draft = make_reply()
+    lifecycle.approve(draft.message_id, actor="dana", source=Source.WEB)
+    flag = {lifecycle.UNCERTAIN_FLAG: True}
+    lifecycle.mark_failed(draft.message_id, "?", actor="sender", source=Source.WORKER, detail=flag)
+    lifecycle.retry(draft.message_id, actor="dana", source=Source.WEB)
+    lifecycle.mark_failed(draft.message_id, "refused", actor="sender", source=Source.WORKER)
+    assert "The outcome is unknown" not in entry_html(rc.get("/history/"), draft)
+
+
+def test_the_reviewer_filter_finds_who_undid_reopened_retried_or_confirmed(rc):
+    undone, reopened, retried, confirmed, untouched = (make_reply() for _ in range(5))
+    lifecycle.approve(undone.message_id, actor="lee", source=Source.WEB)
+    lifecycle.undo(undone.message_id, actor="lee", source=Source.WEB)
+    lifecycle.reject(undone.message_id, actor="sam", source=Source.WEB)
+    lifecycle.reject(reopened.message_id, actor="sam", source=Source.WEB)
+    lifecycle.reopen(reopened.message_id, actor="kim", source=Source.WEB)
+    lifecycle.approve(reopened.message_id, actor="sam", source=Source.WEB)
+    for reply in (retried, confirmed):
+        lifecycle.approve(reply.message_id, actor="sam", source=Source.WEB)
+        lifecycle.mark_failed(reply.message_id, "x", actor="sender", source=Source.WORKER)
+    lifecycle.retry(retried.message_id, actor="ana", source=Source.WEB)
+    lifecycle.confirm_sent(confirmed.message_id, actor="bo", source=Source.WEB, note="seen")
+    lifecycle.reject(untouched.message_id, actor="sam", source=Source.WEB)
+    assert shown(rc, "reviewer=lee") == [undone.pk]
+    assert shown(rc, "reviewer=kim") == [reopened.pk]
+    assert shown(rc, "reviewer=ana") == [retried.pk]
+    assert shown(rc, "reviewer=bo") == [confirmed.pk]
+    assert shown(rc, "reviewer=sender") == []  # the worker is nobody's reviewer
+
+
+def test_a_reply_without_a_name_is_the_same_customer_on_its_card_and_in_the_history(rc):
+    from tests.conftest import card_html
+
+    draft = make_reply(incoming=make_incoming(name="", number="923001112223"))
+    card = card_html(rc.get(reverse("approvals:queue")), draft)
+    lifecycle.reject(draft.message_id, actor="dana", source=Source.WEB)
+    entry = entry_html(rc.get("/history/"), draft)
+    assert "<bdi>+923001112223</bdi></h2>" in card
+    assert "Reply to <bdi>+923001112223</bdi></h2>" in entry

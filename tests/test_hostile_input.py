@@ -22,7 +22,7 @@ from approvals.forms import HistoryFilterForm, QueueFilterForm, db_id
 from approvals.queue import parse_shown
 from statecore import lifecycle, session_events
 from statecore.models import Source, Status
-from statecore.statevalidate import INT64_MAX
+from statecore.statefile.rules import INT64_MAX
 from statecore.whatsapp.wwebjs_events import parse_event
 from tests.factories import make_incoming, make_reply
 from tests.session_helpers import use_gateway, valid_session

@@ -11,9 +11,10 @@ from datetime import timedelta
 import pytest
 from django.db import connection
 
-from statecore import clock, lifecycle, rootstate, statefile
+from statecore import clock, lifecycle, rootstate, settings_store, statefile
 from statecore.lifecycle import ALLOWED_MOVES, MessageNotFound, MoveRefused
 from statecore.models import AuditEvent, Message, Source, Status
+from tests.factories import make_reply
 
 S = Status
 PAIRS = list(itertools.product(S.values, S.values))
@@ -564,3 +565,136 @@ def test_a_reply_no_longer_approved_cannot_be_released(db):
     with pytest.raises(MoveRefused) as refused:
         lifecycle.release("h5", "not ready", worker="w1", actor="w1", source=Source.WORKER)
     assert refused.value.code == lifecycle.Refusal.WRONG_STATUS
+
+
+# --- Every write in the core, once (issue 13) ---------------------------------------------
+
+
+def test_a_move_rewrites_every_derived_column_of_a_changed_key(db):
+    msg = make_reply(S.PENDING_APPROVAL)
+    moved = lifecycle.move(
+        msg.message_id,
+        S.APPROVED,
+        actor="t",
+        source=Source.API,
+        set_keys={"recipient": "923009998877@c.us", "original_message_id": "other"},
+    )
+    stored = Message.objects.get(pk=msg.pk)
+    for row in (moved, stored):
+        assert (row.recipient, row.chat, row.reply_to) == (
+            "923009998877@c.us",
+            "923009998877",
+            "other",
+        )
+
+
+def _leased(msg, *, minutes: int) -> None:
+    now = clock.now()
+    Message.objects.filter(pk=msg.pk).update(
+        claimed_by="w1", claimed_at=now, lease_until=now + timedelta(minutes=minutes)
+    )
+
+
+def test_mark_failed_unless_leased_refuses_a_reply_a_sender_holds_and_changes_nothing(db):
+    held = make_reply(S.APPROVED)
+    _leased(held, minutes=5)
+    with pytest.raises(MoveRefused) as refused:
+        lifecycle.mark_failed(
+            held.message_id, "stuck", actor="t", source="admin", unless_leased=True
+        )
+    assert refused.value.code == lifecycle.Refusal.CLAIMED
+    assert Message.objects.get(pk=held.pk).status == S.APPROVED
+    assert not AuditEvent.objects.filter(message_id=held.message_id, action="mark_failed").exists()
+
+
+def test_mark_failed_unless_leased_moves_a_reply_whose_lease_ran_out(db):
+    stuck, free = make_reply(S.APPROVED), make_reply(S.APPROVED)
+    _leased(stuck, minutes=-1)
+    for msg in (stuck, free):
+        lifecycle.mark_failed(
+            msg.message_id, "stuck", actor="t", source="admin", unless_leased=True
+        )
+        assert Message.objects.get(pk=msg.pk).status == S.FAILED
+
+
+def test_mark_failed_without_the_option_ignores_the_lease(db):
+    """The sender records its own failure while it holds the lease."""
+    held = make_reply(S.APPROVED)
+    _leased(held, minutes=5)
+    lifecycle.mark_failed(held.message_id, "boom", actor="w1", source="worker", worker="w1")
+    assert Message.objects.get(pk=held.pk).status == S.FAILED
+
+
+def test_edit_extra_keys_rewrites_the_object_and_audits_before_and_after(db):
+    msg = make_reply(S.PENDING_APPROVAL, meta={"a": 1})
+    assert lifecycle.edit_extra_keys(
+        msg.message_id,
+        {"meta": {"a": 2}, "tag": "x"},
+        seen={"meta": {"a": 1}},
+        actor="t",
+        source="admin",
+    )
+    data = Message.objects.get(pk=msg.pk).data
+    assert (data["meta"], data["tag"], data["body"]) == ({"a": 2}, "x", msg.body)
+    event = AuditEvent.objects.get(message_id=msg.message_id, action=lifecycle.EDIT_EXTRA_KEYS)
+    assert event.detail == {"before": {"meta": {"a": 1}}, "after": {"meta": {"a": 2}, "tag": "x"}}
+
+
+def test_edit_extra_keys_refuses_a_stale_page_and_saves_nothing(db):
+    msg = make_reply(S.PENDING_APPROVAL, meta={"a": 1})
+    with pytest.raises(lifecycle.Conflict):
+        lifecycle.edit_extra_keys(msg.message_id, {"meta": 3}, seen={}, actor="t", source="admin")
+    assert Message.objects.get(pk=msg.pk).data["meta"] == {"a": 1}
+    assert not AuditEvent.objects.filter(action=lifecycle.EDIT_EXTRA_KEYS).exists()
+
+
+def test_edit_extra_keys_with_nothing_changed_writes_no_row(db):
+    msg = make_reply(S.PENDING_APPROVAL, meta=1)
+    assert not lifecycle.edit_extra_keys(
+        msg.message_id, {"meta": 1}, seen={"meta": 1}, actor="t", source="admin"
+    )
+    assert not AuditEvent.objects.filter(action=lifecycle.EDIT_EXTRA_KEYS).exists()
+
+
+def test_edit_extra_keys_refuses_a_key_the_dashboard_keeps(db):
+    msg = make_reply(S.PENDING_APPROVAL)
+    with pytest.raises(ValueError, match="status"):
+        lifecycle.edit_extra_keys(
+            msg.message_id, {"status": "sent"}, seen={}, actor="t", source="admin"
+        )
+    assert Message.objects.get(pk=msg.pk).status == S.PENDING_APPROVAL
+
+
+def test_a_failure_is_uncertain_by_the_audit_rows_flag_not_the_errors_words(db):
+    unknown, certain, worded = (make_reply(S.APPROVED) for _ in range(3))
+    lifecycle.mark_failed(
+        unknown.message_id,
+        "timed out",
+        actor="w",
+        source="worker",
+        detail={"outcome_unknown": True},
+    )
+    lifecycle.mark_failed(certain.message_id, "rejected by WhatsApp", actor="w", source="worker")
+    lifecycle.mark_failed(worded.message_id, "outcome unknown?", actor="w", source="worker")
+    assert lifecycle.last_failure_uncertain(unknown.message_id)
+    assert not lifecycle.last_failure_uncertain(certain.message_id)
+    assert not lifecycle.last_failure_uncertain(worded.message_id)
+    assert not lifecycle.last_failure_uncertain(make_reply(S.SENT).message_id)
+
+
+def test_a_delivery_failure_after_a_settled_uncertain_send_is_not_uncertain(db):
+    msg = make_reply(S.APPROVED)
+    lifecycle.mark_failed(
+        msg.message_id, "timed out", actor="w", source="worker", detail={"outcome_unknown": True}
+    )
+    lifecycle.settle_sent(
+        msg.message_id, gateway_message_id="g1", confirmed_by="echo", actor="g", source="gateway"
+    )
+    lifecycle.delivery_failed(msg.message_id, "undeliverable", actor="g", source="gateway")
+    assert not lifecycle.last_failure_uncertain(msg.message_id)
+
+
+def test_the_automation_approves_under_the_one_automatic_actor_name(db, settings):
+    settings_store.update_settings({"human_in_the_loop": False}, actor="t", source="api")
+    msg = make_reply(S.PENDING_APPROVAL)
+    assert Message.objects.get(pk=msg.pk).status_changed_by == lifecycle.AUTOMATIC_ACTOR

@@ -13,8 +13,8 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from statecore import rootstate, stats
-from statecore.messagedata import dumps_compact, message_columns
 from statecore.models import AuditEvent, Heartbeat, Message, StateRoot, Status
+from statecore.statefile.columns import dumps_compact, message_columns
 
 pytestmark = pytest.mark.django_db
 

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from statecore.statevalidate import StateFileError, parse_state
+from statecore.statefile.parse import StateFileError, parse_state
 
 GOOD = [
     '{"messages": {"incoming": [{"id": "a", "body": "hi 👍 𝔘𝔫𝔦 👨\u200d👩\u200d👧"}]}}',

@@ -19,9 +19,9 @@ from django.test.utils import CaptureQueriesContext
 
 from statecore import rootstate, whatsapp
 from statecore.models import Status
+from tests.conftest import MAX_QUERIES
 from tests.factories import make_incoming, make_reply
 from tests.query_data import bulk_state
-from tests.test_queue_views import MAX_QUERIES
 from tests.users import make_user
 
 GROUP = "120363041234567890@g.us"

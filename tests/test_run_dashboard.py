@@ -474,3 +474,24 @@ def test_evolution_runs_its_stand_in_under_the_configured_instance(tmp_path, dem
     assert_stopped_cleanly(run, port)
     assert "(instance shop-1)" in run.out
     assert_no_secret_shown(run)
+
+
+@pytest.mark.parametrize("kind", ["waha", "evolution", "cloud"])
+def test_a_pushing_stand_in_gets_its_secrets_in_its_environment_not_on_its_command_line(
+    settings, kind: str
+) -> None:
+    from statecore.management.commands import run_dashboard
+
+    settings.GATEWAY_API_KEY = DEMO_KEY
+    settings.GATEWAY_WEBHOOK_SECRET = DEMO_SECRET
+    settings.GATEWAY_VERIFY_TOKEN = "demo-verify"
+    settings.GATEWAY_PHONE_NUMBER_ID = "106540352242922"
+
+    options = run_dashboard._pushing_options(kind, "127.0.0.1:8000")
+
+    assert not {DEMO_KEY, DEMO_SECRET, "demo-verify"} & set(options)  # `ps` shows these
+    assert run_dashboard._pushing_secrets() == {
+        "GATEWAY_API_KEY": DEMO_KEY,
+        "GATEWAY_WEBHOOK_SECRET": DEMO_SECRET,
+        "GATEWAY_VERIFY_TOKEN": "demo-verify",
+    }

@@ -36,6 +36,8 @@ EVENTS = ["message.any", "session.status", "message.ack"]
 class FakeGateway:
     """A WAHA-shaped session config: webhooks among other settings we must keep."""
 
+    address = "http://127.0.0.1:9 (session default)"
+
     def __init__(self) -> None:
         self.config = {
             "name": "default",
@@ -146,7 +148,7 @@ def test_evolution_gets_no_restart_warning(gateway, settings, monkeypatch, capsy
 
     out = run(capsys, "--url", URL)
 
-    assert "The evolution gateway at http://127.0.0.1:9 (session default):" in out
+    assert "The evolution gateway at http://127.0.0.1:9 (instance default):" in out
     assert "restarts" not in out
 
 
@@ -338,7 +340,7 @@ def test_waha_not_answering_is_a_command_error(db, fake_waha):
 def test_evolution_plan_is_printed_and_only_applied_with_yes(db, fake_evolution, capsys):
     out = run(capsys, "--url", URL)
 
-    assert f"The evolution gateway at {fake_evolution.url} (session default):" in out
+    assert f"The evolution gateway at {fake_evolution.url} (instance default):" in out
     assert f'url: (not set) -> "{URL}"' in out
     assert f'headers: (not set) -> {{"jwt_key": "{MASK}"}}' in out
     assert "byEvents: (not set) -> false" in out

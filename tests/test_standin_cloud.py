@@ -12,6 +12,7 @@ import base64
 import hashlib
 import hmac
 import json
+import os
 import re
 import socket
 import subprocess
@@ -102,6 +103,7 @@ def test_the_health_check_answers_the_asked_fields_and_the_id(standin, http) -> 
 
     assert response.status_code == 200
     assert response.headers["content-type"] == "application/json; charset=UTF-8"
+    assert "x-powered-by" not in response.headers  # Graph is no Express app
     assert response.json() == {
         "display_phone_number": "+92 300 9876543",
         "verified_name": "Stand-in shop",
@@ -495,6 +497,17 @@ def test_lost_webhooks_stay_in_the_store_only(standin: FakeCloud, posted: Webhoo
     assert standin.messages() == [message]
 
 
+def test_stop_finishes_the_webhooks_still_to_be_posted(
+    standin: FakeCloud, posted: WebhookReceiver
+) -> None:
+    sent = [standin.add_customer_message(f"m{n}")["id"] for n in range(5)]
+
+    standin.stop()
+
+    values = [json.loads(r.body)["entry"][0]["changes"][0]["value"] for r in posted.posts()]
+    assert sorted(v["messages"][0]["id"] for v in values) == sorted(sent)
+
+
 def test_without_a_webhook_url_nothing_is_posted(standin: FakeCloud) -> None:
     standin.add_customer_message("nowhere to go")
 
@@ -744,6 +757,12 @@ def test_the_page_turns_the_knobs(standin: FakeCloud, http, posted: WebhookRecei
     assert _health(http, standin).status_code == 200
 
 
+def test_a_knob_is_never_turned_by_a_get(standin: FakeCloud, http) -> None:
+    # A link followed or prefetched must not expire the token.
+    assert http.get(standin.control_url + "expire-token").status_code == 404
+    assert standin.token_expired is False
+
+
 def test_verify_callback_without_a_url_is_refused_on_the_page(standin: FakeCloud, http) -> None:
     assert http.post(standin.control_url + "verify-callback").status_code == 400
 
@@ -806,3 +825,61 @@ def test_the_command_line_starts_with_the_token_expired_under_show_qr(http: http
             out, err = proc.communicate(timeout=5)
     assert "cli-key" not in "".join(lines) + out + err
     assert "cli-secret" not in "".join(lines) + out + err
+
+
+def _environment(**gateway: str) -> dict[str, str]:
+    """This process's environment without its GATEWAY_* variables, plus ``gateway``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    return {**env, **gateway}
+
+
+def test_the_command_line_takes_its_secrets_from_the_environment(http: httpx.Client) -> None:
+    # Not on the command line, which `ps` shows to anyone on the machine.
+    port = _free_port()
+    receiver = WebhookReceiver(verify_token="env-verify")
+    command = [sys.executable, "-m", "statecore.whatsapp.standin_cloud", "--port", str(port)]
+    command += ["--webhook-url", receiver.url, "--phone-number-id", "123456789"]
+    env = _environment(
+        GATEWAY_API_KEY="env-key",
+        GATEWAY_WEBHOOK_SECRET="env-secret",
+        GATEWAY_VERIFY_TOKEN="env-verify",
+    )
+    try:
+        with subprocess.Popen(
+            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        ) as proc:
+            try:
+                lines = [proc.stdout.readline() for _ in range(2)] if proc.stdout else []
+                url = f"http://127.0.0.1:{port}/{GRAPH_VERSION}/123456789"
+                assert http.get(url, headers=_auth("env-key")).status_code == 200
+                assert http.get(url, headers=_auth("cli-key")).status_code == 401
+                control = f"http://127.0.0.1:{port}/_standin/"
+                assert (
+                    http.post(control + "customer-message", data={"text": "hi"}).status_code == 303
+                )
+                [posted] = receiver.wait_for_posts(1)
+                assert http.post(control + "verify-callback").status_code == 303
+            finally:
+                proc.terminate()
+                out, err = proc.communicate(timeout=5)
+    finally:
+        receiver.close()
+    signature = hmac.new(b"env-secret", posted.body, hashlib.sha256).hexdigest()
+    assert posted.headers["X-Hub-Signature-256"] == f"sha256={signature}"
+    [verification] = [r for r in receiver.received if r.method == "GET"]
+    assert verification.query["hub.verify_token"] == "env-verify"
+    shown = "".join(lines) + out + err
+    assert "env-key" not in shown and "env-secret" not in shown and "env-verify" not in shown
+
+
+def test_the_command_line_wants_a_token_from_the_option_or_the_environment() -> None:
+    command = [sys.executable, "-m", "statecore.whatsapp.standin_cloud"]
+    done = subprocess.run(
+        [*command, "--port", str(_free_port())],
+        env=_environment(GATEWAY_WEBHOOK_SECRET="env-secret"),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 2
+    assert "--api-key" in done.stderr and "GATEWAY_API_KEY" in done.stderr

@@ -9,7 +9,10 @@ error handler; its WebhookController for what it posts).
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
+import os
 import re
 import socket
 import subprocess
@@ -388,6 +391,8 @@ def test_send_answers_201_with_the_message(standin: FakeEvolution, http: httpx.C
     assert standin.sends == [
         SendCall("+92 300-1234567", "Your order shipped ✓", JID, "ok", data["key"]["id"], True)
     ]
+    # Express answers with JSON.stringify: compact, non-ASCII as it is.
+    assert '"conversation":"Your order shipped ✓"' in response.content.decode()
 
 
 @pytest.mark.parametrize(
@@ -1111,6 +1116,14 @@ def test_the_page_turns_the_knobs(standin: FakeEvolution, http: httpx.Client) ->
     assert standin.state == "close"
 
 
+def test_a_knob_is_never_turned_by_a_get(standin: FakeEvolution) -> None:
+    # A link followed or prefetched must not log the instance out.
+    with httpx.Client(trust_env=False) as client:
+        response = client.get(f"{standin.url}/_standin/qr-limit")
+    assert response.status_code == 404
+    assert standin.state == "open"
+
+
 @pytest.mark.parametrize(
     ("action", "form"),
     [
@@ -1194,3 +1207,60 @@ def test_the_command_line_starts_waiting_for_a_scan_with_show_qr() -> None:
         finally:
             proc.terminate()
             proc.wait(timeout=5)
+
+
+def _environment(**gateway: str) -> dict[str, str]:
+    """This process's environment without its GATEWAY_* variables, plus ``gateway``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    return {**env, **gateway}
+
+
+def test_the_command_line_takes_the_key_and_the_secret_from_the_environment() -> None:
+    # Not on the command line, which `ps` shows to anyone on the machine.
+    port = _free_port()
+    receiver = WebhookReceiver()
+    command = [sys.executable, "-m", "statecore.whatsapp.standin_evolution", "--port", str(port)]
+    command += ["--webhook-url", receiver.url]
+    env = _environment(GATEWAY_API_KEY="env-key", GATEWAY_WEBHOOK_SECRET="env-secret")
+    try:
+        with subprocess.Popen(
+            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        ) as proc:
+            try:
+                lines = [proc.stdout.readline() for _ in range(2)] if proc.stdout else []
+                assert f"STAND-IN Evolution API on http://127.0.0.1:{port}" in lines[0]
+                with httpx.Client(
+                    base_url=f"http://127.0.0.1:{port}", timeout=5, trust_env=False
+                ) as http:
+                    state = "/instance/connectionState/default"
+                    assert http.get(state, headers={"apikey": "env-key"}).status_code == 200
+                    assert http.get(state, headers={"apikey": "cli-key"}).status_code == 401
+                    customer = http.post("/_standin/customer-message", data={"text": "hi"})
+                    assert customer.status_code == 303
+                [posted] = receiver.wait_for(1)
+            finally:
+                proc.terminate()
+                out, err = proc.communicate(timeout=5)
+    finally:
+        receiver.stop()
+    # The JWT in place of the webhook's jwt_key is signed with the secret from the environment.
+    signing_input, _, signature = (
+        posted.headers["Authorization"].removeprefix("Bearer ").rpartition(".")
+    )
+    expected = hmac.new(b"env-secret", signing_input.encode(), hashlib.sha256).digest()
+    assert signature == base64.urlsafe_b64encode(expected).rstrip(b"=").decode()
+    assert "env-key" not in "".join(lines) + out + err
+    assert "env-secret" not in "".join(lines) + out + err
+
+
+def test_the_command_line_wants_a_key_from_the_option_or_the_environment() -> None:
+    command = [sys.executable, "-m", "statecore.whatsapp.standin_evolution"]
+    done = subprocess.run(
+        [*command, "--port", str(_free_port())],
+        env=_environment(GATEWAY_WEBHOOK_SECRET="env-secret"),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 2
+    assert "--api-key" in done.stderr and "GATEWAY_API_KEY" in done.stderr

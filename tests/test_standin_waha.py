@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import os
 import re
 import socket
 import subprocess
@@ -236,6 +237,8 @@ def test_a_webjs_send_answers_whatsapp_web_js_message(
         "_serialized": f"true_{CHAT}_{call.gateway_id}",
     }
     assert (data["body"], data["to"], data["fromMe"], data["ack"]) == ("Salaam ✓", CHAT, True, 0)
+    # NestJS answers with JSON.stringify: compact, non-ASCII as it is.
+    assert '"body":"Salaam ✓"' in response.content.decode()
 
 
 @pytest.mark.parametrize(
@@ -904,6 +907,47 @@ def test_a_customer_message_from_the_page_is_kept_and_shown_escaped(standin: Wah
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in shown
 
 
+def test_a_knob_is_never_turned_by_a_get(standin: WahaStandin) -> None:
+    # A link followed or prefetched must not log the session out.
+    with httpx.Client(timeout=5, trust_env=False) as page:
+        response = page.get(standin.control_url + "show-qr")
+    assert (response.status_code, response.text) == (405, "use POST")
+    assert standin.status == "WORKING"
+
+
+def test_the_page_escapes_the_account_in_its_fields(standin: WahaStandin) -> None:
+    standin.set_account(name='<b>"Shop"</b>')
+    with httpx.Client(timeout=5, trust_env=False) as page:
+        shown = page.get(standin.control_url).text
+    assert '<b>"Shop"</b>' not in shown
+    assert 'value="&lt;b&gt;&quot;Shop&quot;&lt;/b&gt;"' in shown
+
+
+@pytest.mark.parametrize(
+    ("knob", "action"), [("empty_201", "empty-201"), ("lose_webhooks", "lose-webhooks")]
+)
+def test_a_toggle_on_the_page_turns_its_knob_on_and_off(
+    standin: WahaStandin, knob: str, action: str
+) -> None:
+    def click() -> None:
+        # What a browser posts: the hidden fields of the toggle's own form.
+        with httpx.Client(timeout=5, trust_env=False) as page:
+            shown = page.get(standin.control_url).text
+            found = re.search(
+                rf'<form method="post" action="/_standin/{action}"[^>]*>(.*?)</form>', shown
+            )
+            assert found is not None
+            fields = dict(
+                re.findall(r'<input type="hidden" name="([^"]*)" value="([^"]*)">', found[1])
+            )
+            assert page.post(standin.control_url + action, data=fields).status_code == 303
+
+    click()
+    assert getattr(standin, knob) is True
+    click()
+    assert getattr(standin, knob) is False
+
+
 # -- announcing and the command line ----------------------------------------------------------------
 
 
@@ -958,3 +1002,79 @@ def test_the_command_line_starts_logged_out_with_show_qr() -> None:
         finally:
             proc.terminate()
             proc.wait(timeout=5)
+
+
+def _environment(**gateway: str) -> dict[str, str]:
+    """This process's environment without its GATEWAY_* variables, plus ``gateway``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    return {**env, **gateway}
+
+
+def test_the_command_line_takes_the_key_and_the_secret_from_the_environment(
+    waha_hook_receiver: HookReceiver,
+) -> None:
+    # Not on the command line, which `ps` shows to anyone on the machine.
+    port = _free_port()
+    command = [sys.executable, "-m", "statecore.whatsapp.standin_waha", "--port", str(port)]
+    command += ["--webhook-url", waha_hook_receiver.url]
+    env = _environment(GATEWAY_API_KEY="env-key", GATEWAY_WEBHOOK_SECRET="env-secret")
+    with subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as proc:
+        try:
+            lines = [proc.stdout.readline() for _ in range(2)] if proc.stdout else []
+            assert f"STAND-IN WAHA on http://127.0.0.1:{port}" in lines[0]
+            with httpx.Client(
+                base_url=f"http://127.0.0.1:{port}", timeout=5, trust_env=False
+            ) as client:
+                session = "/api/sessions/default"
+                assert client.get(session, headers={"X-Api-Key": "env-key"}).status_code == 200
+                assert client.get(session, headers={"X-Api-Key": "cli-key"}).status_code == 401
+                assert (
+                    client.post("/_standin/customer-message", data={"text": "hi"}).status_code
+                    == 303
+                )
+            [posted] = waha_hook_receiver.wait_for(1)
+        finally:
+            proc.terminate()
+            out, err = proc.communicate(timeout=5)
+    signature = hmac.new(b"env-secret", posted.body, hashlib.sha512).hexdigest()
+    assert posted.headers["X-Webhook-Hmac"] == signature
+    assert "env-key" not in "".join(lines) + out + err
+    assert "env-secret" not in "".join(lines) + out + err
+
+
+def test_the_key_on_the_command_line_wins_over_the_environment() -> None:
+    port = _free_port()
+    command = [sys.executable, "-m", "statecore.whatsapp.standin_waha", "--port", str(port)]
+    env = _environment(GATEWAY_API_KEY="env-key")
+    with subprocess.Popen(
+        [*command, "--api-key", "cli-key"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        try:
+            assert proc.stdout is not None and "STAND-IN WAHA on" in proc.stdout.readline()
+            with httpx.Client(timeout=5, trust_env=False) as client:
+                url = f"http://127.0.0.1:{port}/api/sessions/default"
+                assert client.get(url, headers={"X-Api-Key": "cli-key"}).status_code == 200
+                assert client.get(url, headers={"X-Api-Key": "env-key"}).status_code == 401
+        finally:
+            proc.terminate()
+            proc.wait(timeout=5)
+
+
+@pytest.mark.parametrize("blank", [None, "", "   "])
+def test_the_command_line_wants_a_key_from_somewhere(blank: str | None) -> None:
+    env = _environment() if blank is None else _environment(GATEWAY_API_KEY=blank)
+    done = subprocess.run(
+        [sys.executable, "-m", "statecore.whatsapp.standin_waha", "--port", str(_free_port())],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 2
+    assert "--api-key" in done.stderr and "GATEWAY_API_KEY" in done.stderr

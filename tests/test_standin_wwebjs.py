@@ -10,6 +10,7 @@ import re
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -69,6 +70,7 @@ def test_status_of_a_ready_session(standin: WwebjsStandin, http: httpx.Client) -
     response = http.get(f"{standin.url}/status")
     assert response.status_code == 200
     assert response.headers["content-type"] == "application/json; charset=utf-8"
+    assert response.headers["x-powered-by"] == "Express"  # the service is an Express app
     assert response.json() == {"isReady": True, "hasQR": False, "qrCode": None}
 
 
@@ -352,6 +354,29 @@ def test_down_refuses_every_connection_and_comes_back_on_the_same_port(
     assert http.get(f"{standin.url}/status").status_code == 200
 
 
+def test_start_while_down_stays_down(standin: WwebjsStandin, http: httpx.Client) -> None:
+    standin.set_send_mode("down")
+    standin.start()  # serve_forever() starts it again: "down" must hold
+    with pytest.raises(httpx.ConnectError):
+        http.get(f"{standin.url}/status")
+
+
+def test_serve_forever_outlives_down_and_returns_on_stop(http: httpx.Client) -> None:
+    # The command line serves this way: "down" must not end the process, Ctrl-C must.
+    standin = WwebjsStandin().start()
+    serving = threading.Thread(target=standin.serve_forever, daemon=True)
+    serving.start()
+    try:
+        standin.set_send_mode("down")
+        standin.set_send_mode("ok")
+        assert http.get(f"{standin.url}/status").status_code == 200
+        assert serving.is_alive()
+    finally:
+        standin.stop()
+    serving.join(timeout=5)
+    assert not serving.is_alive()
+
+
 def test_unknown_modes_and_a_queued_down_are_refused(standin: WwebjsStandin) -> None:
     with pytest.raises(ValueError):
         standin.set_send_mode("refuse")
@@ -609,6 +634,12 @@ def test_a_customer_message_from_the_page_is_added_and_escaped(
     page = http.get(_control(standin) + "/").text
     assert "<script>alert(1)</script>" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+def test_a_knob_is_never_turned_by_a_get(standin: WwebjsStandin, http: httpx.Client) -> None:
+    # A link followed or prefetched must not log the session out.
+    assert http.get(_control(standin) + "/show-qr").status_code == 404
+    assert (standin.ready, standin.qr) == (True, None)
 
 
 def test_the_page_turns_the_session_and_send_knobs(

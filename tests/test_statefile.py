@@ -9,7 +9,7 @@ import re
 import stat
 import threading
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -18,8 +18,9 @@ from django.test.utils import CaptureQueriesContext
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from statecore import lifecycle, rootstate, statefile, staterules
+from statecore import lifecycle, rootstate, statefile
 from statecore.models import AuditEvent, LogEntry, Message, Source, StateRoot, Status
+from statecore.statefile import columns, export, rules
 
 DATA = Path(__file__).resolve().parent / "data"
 GOLDEN = sorted(DATA.glob("*.json"))
@@ -109,9 +110,9 @@ _anything = st.recursive(
 )
 # Unknown keys: any name the validator has no rule for (a known name has a type).
 _KNOWN_KEYS = {"id"}.union(
-    *(rules for rules in staterules.TOP_OBJECTS.values()),
-    staterules.MESSAGE_RULES,
-    staterules.LOG_RULES,
+    *(rules for rules in rules.TOP_OBJECTS.values()),
+    rules.MESSAGE_RULES,
+    rules.LOG_RULES,
 )
 _unknown = st.dictionaries(_text.filter(lambda k: k not in _KNOWN_KEYS), _anything, max_size=2)
 
@@ -330,6 +331,66 @@ def test_import_reports_progress_in_batches(db):
     assert calls == [(2000, 4500), (4000, 4500), (4500, 4500)]
 
 
+# --- The Message table's columns, declared once (statefile.columns) -----------
+
+
+def _row(message_id: str) -> dict:
+    return Message.objects.filter(message_id=message_id).values().get()
+
+
+def test_the_declared_columns_are_every_column_of_the_message_table():
+    # A Message field an import does not declare would be left to a default
+    # nobody chose (or refused as NULL): each must be derived or given one.
+    declared = columns.import_row({"id": "m"}, "incoming", 0, tz=UTC, to_time=lambda v, tz: v)
+    table = [f.name for f in Message._meta.concrete_fields if not f.primary_key]
+    assert sorted(declared) == sorted(table)
+
+
+def test_the_insert_follows_the_declaration_in_any_order(db, monkeypatch):
+    # The statement names the columns of each row: reversing the declaration
+    # writes the same table, and the file still comes back byte for byte.
+    declared = columns.import_row
+    monkeypatch.setattr(
+        columns, "import_row", lambda *a, **k: dict(reversed(declared(*a, **k).items()))
+    )
+    quirks = (DATA / "quirks.json").read_bytes()
+    import_file(quirks)
+    assert statefile.export_bytes() == quirks
+    group = _row("in_group")
+    assert (group["status"], group["chat"], group["author"], group["claimed_by"]) == (
+        Status.INCOMING,
+        "120363000000000001",
+        "923007777777@c.us",
+        "",
+    )
+    assert [_row(m["id"])["position"] for m in json.loads(quirks)["messages"]["incoming"]] == list(
+        range(len(json.loads(quirks)["messages"]["incoming"]))
+    )
+
+
+def test_a_column_added_to_the_declaration_is_written_in_its_place(db, monkeypatch):
+    # As if `author` became a column only the database keeps: declared once,
+    # with its import default, it is written with that default and no other
+    # column moves.
+    derived = columns.message_columns
+    monkeypatch.setattr(
+        columns,
+        "message_columns",
+        lambda *a, **k: {n: v for n, v in derived(*a, **k).items() if n != "author"},
+    )
+    monkeypatch.setattr(columns, "DATABASE_ONLY", {"author": "?", **columns.DATABASE_ONLY})
+    quirks = (DATA / "quirks.json").read_bytes()
+    import_file(quirks)
+    assert set(Message.objects.values_list("author", flat=True)) == {"?"}
+    group = _row("in_group")
+    assert (group["sender"], group["chat"], group["status_changed_by"]) == (
+        "120363000000000001@g.us",
+        "120363000000000001",
+        "",
+    )
+    assert statefile.export_bytes() == quirks
+
+
 # --- Changes after an import, as export shows them ----------------------------
 
 
@@ -544,7 +605,7 @@ def test_an_export_is_one_snapshot_even_while_messages_move(monkeypatch):
     # The export reads the counters, then the messages: a move in between must
     # not show a reply in `approved` that total_approved does not count yet.
     import_file(b'{"messages": {"pending_approval": [{"id": "r1"}]}}')
-    read_lists = statefile._lists_in_order
+    read_lists = export._lists_in_order
     mover_started = threading.Event()
     outcome: dict = {}
 
@@ -566,7 +627,7 @@ def test_an_export_is_one_snapshot_even_while_messages_move(monkeypatch):
         finally:
             connection.close()
 
-    monkeypatch.setattr(statefile, "_lists_in_order", paused)
+    monkeypatch.setattr(export, "_lists_in_order", paused)
     threads = [threading.Thread(target=exporter), threading.Thread(target=mover)]
     for thread in threads:
         thread.start()

@@ -10,7 +10,7 @@ from django.core.management import CommandError, call_command
 
 from statecore import lifecycle, statefile
 from statecore.models import AuditEvent, Source, Status
-from statecore.statevalidate import StateFileError, parse_state
+from statecore.statefile.parse import StateFileError, parse_state
 
 LISTS = "incoming, pending_approval, approved, rejected, sent, failed"
 

@@ -18,8 +18,8 @@ import httpx
 import pytest
 
 from statecore import whatsapp
-from statecore.statevalidate import parse_json
-from statecore.whatsapp import waha
+from statecore.statefile.parse import parse_json
+from statecore.whatsapp import waha, waha_events
 from statecore.whatsapp.model import (
     DEDUPE_WINDOW,
     Account,
@@ -97,17 +97,17 @@ def _down(standin: FakeWaha) -> None:
 
 def _parse(body: dict, settings) -> WebhookItem:
     """One body as the endpoint reads it: the strict parser, then the adapter."""
-    [item] = waha.parse_webhook(parse_json(serialize(body)), settings=settings)
+    [item] = waha_events.parse_webhook(parse_json(serialize(body)), settings=settings)
     return item
 
 
 def _received(hooks: HookReceiver, settings, index: int = -1) -> WebhookItem:
     """The stand-in's webhook as it arrived, verified and parsed."""
     received = hooks.received[index]
-    waha.verify_webhook(
+    waha_events.verify_webhook(
         received.headers, received.body, secret=WEBHOOK_SECRET, now=datetime.now(UTC)
     )
-    [item] = waha.parse_webhook(parse_json(received.body), settings=settings)
+    [item] = waha_events.parse_webhook(parse_json(received.body), settings=settings)
     return item
 
 
@@ -841,7 +841,7 @@ def test_a_webhook_the_standin_posted_passes(
 def test_headers_in_any_letter_case(case: Callable[[str], str]) -> None:
     headers, raw = _signed(_at(NOW))
 
-    waha.verify_webhook(
+    waha_events.verify_webhook(
         {case(k): v for k, v in headers.items()}, raw, secret=WEBHOOK_SECRET, now=NOW
     )
 
@@ -877,7 +877,7 @@ def test_a_missing_or_wrong_signature_is_401(change: Callable, words: str) -> No
     headers, raw = change(*_signed(_at(NOW)))
 
     with pytest.raises(WebhookRefused) as caught:
-        waha.verify_webhook(headers, raw, secret=WEBHOOK_SECRET, now=NOW)
+        waha_events.verify_webhook(headers, raw, secret=WEBHOOK_SECRET, now=NOW)
 
     assert caught.value.status == 401 and words in str(caught.value)
     assert WEBHOOK_SECRET not in str(caught.value)
@@ -899,10 +899,10 @@ def test_a_signed_body_older_than_the_dedupe_window_is_refused(
     headers, raw = _signed(_at(NOW - age))
 
     if passes:
-        waha.verify_webhook(headers, raw, secret=WEBHOOK_SECRET, now=NOW)
+        waha_events.verify_webhook(headers, raw, secret=WEBHOOK_SECRET, now=NOW)
     else:
         with pytest.raises(WebhookRefused) as caught:
-            waha.verify_webhook(headers, raw, secret=WEBHOOK_SECRET, now=NOW)
+            waha_events.verify_webhook(headers, raw, secret=WEBHOOK_SECRET, now=NOW)
         assert caught.value.status == 401 and "more than 7 days ago" in str(caught.value)
 
 
@@ -912,7 +912,7 @@ def test_the_timestamp_header_is_not_what_counts() -> None:
     headers["X-Webhook-Timestamp"] = str(int(NOW.timestamp() * 1000))
 
     with pytest.raises(WebhookRefused):
-        waha.verify_webhook(headers, raw, secret=WEBHOOK_SECRET, now=NOW)
+        waha_events.verify_webhook(headers, raw, secret=WEBHOOK_SECRET, now=NOW)
 
 
 @pytest.mark.parametrize(
@@ -926,10 +926,10 @@ def test_a_signed_body_without_its_own_time_passes_the_signature_and_is_a_400(
     raw: bytes, settings
 ) -> None:
     # Authentic (signed with our key) but not WAHA's shape: a 400 naming the place, not a 401.
-    waha.verify_webhook(sign(raw, WEBHOOK_SECRET), raw, secret=WEBHOOK_SECRET, now=NOW)
+    waha_events.verify_webhook(sign(raw, WEBHOOK_SECRET), raw, secret=WEBHOOK_SECRET, now=NOW)
     settings.GATEWAY_SESSION = "default"
     with pytest.raises(WebhookRefused) as caught:
-        waha.parse_webhook(json.loads(raw), settings=settings)
+        waha_events.parse_webhook(json.loads(raw), settings=settings)
     assert caught.value.status == 400
 
 
@@ -1283,7 +1283,7 @@ def test_a_body_of_the_wrong_shape_is_400_naming_the_place(
 
 def test_a_body_that_is_not_an_object_is_400(settings) -> None:
     with pytest.raises(WebhookRefused, match="^body: expected a JSON object"):
-        waha.parse_webhook([1, 2], settings=settings)
+        waha_events.parse_webhook([1, 2], settings=settings)
 
 
 def test_a_null_body_and_a_numeric_string_time_are_fine(settings) -> None:

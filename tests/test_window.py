@@ -26,7 +26,7 @@ from tests.users import make_user
 
 HTMX = {"HTTP_HX_REQUEST": "true", "HTTP_HX_CURRENT_URL": "http://testserver/queue/"}
 DAY = timedelta(hours=24)
-# An htmx approve (as tests/test_queue_views.py counts it): the window adds none.
+# An htmx approve (as tests/conftest.py APPROVE_QUERIES counts it): the window adds none.
 APPROVE_QUERIES = 12
 
 

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from statecore import whatsapp
-from statecore.messagedata import reply_address
+from statecore.statefile.columns import reply_address
 from statecore.whatsapp import wwebjs
 from statecore.whatsapp.model import (
     Account,

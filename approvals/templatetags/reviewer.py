@@ -9,7 +9,7 @@ from datetime import datetime
 from django import template
 from django.utils import timezone
 
-from .. import cards
+from .. import present
 
 register = template.Library()
 
@@ -19,7 +19,7 @@ JUST_NOW_SECONDS = 5
 @register.filter
 def age(seconds) -> str:
     """12 min"""
-    return cards.age(seconds)
+    return present.age(seconds)
 
 
 @register.filter
@@ -28,21 +28,21 @@ def ago(moment: datetime | None) -> str:
     if not moment:
         return ""
     seconds = (timezone.now() - moment).total_seconds()
-    return "just now" if seconds < JUST_NOW_SECONDS else f"{cards.age(seconds)} ago"
+    return "just now" if seconds < JUST_NOW_SECONDS else f"{present.age(seconds)} ago"
 
 
 @register.filter
 def phone(address: str) -> str:
     """923001234567@c.us -> +923001234567; anything else as it is."""
-    return cards.phone(address)
+    return present.phone(address)
 
 
 @register.filter
 def is_long(text: str) -> bool:
-    return cards.is_long(text)
+    return present.is_long(text)
 
 
 @register.filter
 def preview(text: str) -> str:
     """The beginning of a long text (the card shows the rest behind "Show more")."""
-    return cards.preview(text)
+    return present.preview(text)

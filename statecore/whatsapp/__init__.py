@@ -3,6 +3,10 @@
 One adapter per kind turns that gateway's wire format into the common model
 (`model.py`); `gateway()` is the one factory every caller uses (the sender,
 the receiving loop, `check_session`, the session page, `run_dashboard`).
+A kind that posts webhooks has its events module beside its adapter
+(`waha_events`, `evolution_events`, `cloud_events`): `verify_webhook`,
+`parse_webhook` and `challenge` here dispatch to it. What all adapters share
+over HTTP is written once in `http.py`.
 The kind is the setting `GATEWAY_KIND`; for `wwebjs`, the scripts' own
 service, the address is the state's `api_endpoint`.
 """
@@ -16,7 +20,16 @@ from typing import Protocol
 
 from django.conf import settings
 
-from . import cloud, evolution, waha, wwebjs
+from . import (
+    cloud,
+    cloud_events,
+    config,
+    evolution,
+    evolution_events,
+    waha,
+    waha_events,
+    wwebjs,
+)
 from .model import (
     DEDUPE_WINDOW,
     Account,
@@ -37,11 +50,17 @@ from .model import (
     bare_id,
 )
 
-# Each adapter module offers: KIND, TRAITS, cannot_reach(address), a client class built by
-# `client(settings, status_timeout=, send_timeout=)`, and, where the gateway posts
-# webhooks, `verify_webhook(headers, body, *, secret, now)`, `parse_webhook(data, *,
-# settings)` and (Cloud) `challenge(params, *, verify_token)`.
+# Each adapter module offers: KIND, TRAITS, cannot_reach(address) and a client class built
+# by `client(settings, status_timeout=, send_timeout=)`.
 KINDS: dict[str, ModuleType] = {m.KIND: m for m in (wwebjs, waha, evolution, cloud)}
+# Where a kind posts webhooks, its events module reads them: `verify_webhook(headers, body,
+# *, secret, now)`, `parse_webhook(data, *, settings)` and (Cloud) `challenge(params, *,
+# verify_token)`. The scripts' service posts none (its forwarded events: wwebjs_events).
+EVENTS: dict[str, ModuleType] = {
+    waha.KIND: waha_events,
+    evolution.KIND: evolution_events,
+    cloud.KIND: cloud_events,
+}
 
 
 class Gateway(Protocol):
@@ -121,9 +140,9 @@ def address() -> str:
         from statecore import rootstate
 
         return rootstate.api_endpoint()
-    if kind() == cloud.KIND:
-        return f"{settings.GATEWAY_URL}/{settings.GATEWAY_PHONE_NUMBER_ID}"
-    return f"{settings.GATEWAY_URL} (session {settings.GATEWAY_SESSION})"
+    return config.shown_address(
+        kind(), settings.GATEWAY_URL, settings.GATEWAY_SESSION, settings.GATEWAY_PHONE_NUMBER_ID
+    )
 
 
 def cannot_reach(address: str) -> str:
@@ -133,31 +152,38 @@ def cannot_reach(address: str) -> str:
 
 def verify_webhook(headers: Mapping[str, str], body: bytes, *, now: datetime) -> None:
     """Raise WebhookRefused unless this delivery is signed by the configured gateway."""
-    verify = getattr(module(), "verify_webhook", None)
-    if verify is None:
-        raise WebhookRefused(
-            404, f"the {kind()} gateway posts no webhooks (its events go to /gateway/events)"
-        )
+    events = _events()
     if not settings.GATEWAY_WEBHOOK_SECRET:
         raise WebhookRefused(401, "GATEWAY_WEBHOOK_SECRET is not set: no webhook is trusted")
-    verify(headers, body, secret=settings.GATEWAY_WEBHOOK_SECRET, now=now)
+    events.verify_webhook(headers, body, secret=settings.GATEWAY_WEBHOOK_SECRET, now=now)
 
 
 def parse_webhook(data: object) -> list[WebhookItem]:
     """What a verified delivery says, item by item; WebhookRefused(400) names a bad place."""
-    return module().parse_webhook(data, settings=settings)
+    return _events().parse_webhook(data, settings=settings)
 
 
 def challenge(params: Mapping[str, str]) -> str:
     """Cloud's GET verification: the `hub.challenge` to echo, or WebhookRefused."""
-    answer = getattr(module(), "challenge", None)
+    answer = getattr(EVENTS.get(kind()), "challenge", None)
     if answer is None:
         raise WebhookRefused(405, "use POST: only the Cloud API verifies with a GET")
     return answer(params, verify_token=settings.GATEWAY_VERIFY_TOKEN)
 
 
+def _events() -> ModuleType:
+    """The configured kind's events module; WebhookRefused(404) when it posts no webhooks."""
+    events = EVENTS.get(kind())
+    if events is None:
+        raise WebhookRefused(
+            404, f"the {kind()} gateway posts no webhooks (its events go to /gateway/events)"
+        )
+    return events
+
+
 __all__ = [
     "DEDUPE_WINDOW",
+    "EVENTS",
     "KINDS",
     "Account",
     "DeliveryFailure",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -98,3 +98,16 @@ def _url(name: str, value: str) -> None:
         raise ImproperlyConfigured(
             f"{name}: expected an http(s) URL with a host, got {value[:100]!r}"
         )
+
+
+def shown_address(kind: str, url: str, name: str = "", phone_number_id: str = "") -> str:
+    """Where a gateway is, as pages, logs and commands say it (never a secret): the URL
+    without any user:password, and the session (WAHA), instance (Evolution) or phone number
+    id (Cloud). The one wording for the package's `address()` and every client's `address`."""
+    parts = urlsplit(url)
+    bare = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+    if kind == CLOUD:
+        return f"{bare}/{phone_number_id}"
+    if kind == EVOLUTION:
+        return f"{bare} (instance {name})"
+    return f"{bare} (session {name})"

@@ -7,6 +7,11 @@ Run it where the dashboard would use the real API (``GATEWAY_URL`` =
         --webhook-url http://127.0.0.1:8000/gateway/webhook --webhook-secret S \\
         [--phone-number-id 106540352242922] [--verify-token T] [--show-qr]
 
+Without ``--api-key``, ``--webhook-secret`` and ``--verify-token`` it reads
+``GATEWAY_API_KEY``, ``GATEWAY_WEBHOOK_SECRET`` and ``GATEWAY_VERIFY_TOKEN`` from
+its environment, so no secret need stand on a command line (``ps`` shows those
+to anyone on the machine).
+
 The Cloud API has no QR: ``--show-qr`` starts with the access token expired,
 the state in which a person must act. Every route the adapter uses answers as
 GATEWAY.md section 4 says the real one does (paths, status codes, Graph error
@@ -17,6 +22,8 @@ the WhatsApp Business app, an account ban) are posted, signed with the app
 secret as Meta signs them, to ``webhook_url``. A person steers it from the
 control page at ``/_standin/``; tests steer the same class through its methods
 (``tests/fake_cloud.py``), so the stand-in and the tests cannot drift apart.
+The server itself (its life, send modes, records, webhook posting, control page
+plumbing) is ``standin_server``'s, shared by every stand-in.
 
 What a send mode means for ``SendCall.delivered`` (did a customer get it?).
 Delivered: ``"ok"`` (200 with the wamid, then the ``sent`` status), and the
@@ -32,7 +39,6 @@ stops listening: connection refused).
 
 from __future__ import annotations
 
-import argparse
 import base64
 import hashlib
 import hmac
@@ -40,19 +46,40 @@ import html
 import json
 import re
 import secrets
-import sys
-import threading
 import time
-from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
 from .config import GRAPH_VERSION
+from .standin_server import (
+    ECHO_MODES,
+    StandinHandler,
+    WebhookStandin,
+    add_secret,
+    add_show_qr,
+    add_webhook_options,
+    bullets,
+    button,
+    check,
+    checkbox,
+    command_line,
+    counted,
+    describe_error,
+    knob,
+    page,
+    post,
+    select,
+    send_mode_form,
+    serve,
+    table,
+    text_field,
+    webhook_standin_options,
+    yes_no,
+)
 
 SEND_MODES = (
     "ok",
@@ -71,7 +98,6 @@ SEND_MODES = (
 DELIVERING_MODES = ("ok", "error500", "hang", "drop")
 # Modes whose answer carries a wamid, or whose message WhatsApp holds under one.
 _WAMID_MODES = (*DELIVERING_MODES, "window_closed_later")
-ECHO_MODES = ("before_answer", "after_answer", "never")
 MEDIA_KINDS = ("image", "voice", "audio", "video", "document", "sticker", "location")
 MAX_TEXT_LENGTH = 4096
 MAX_CALLBACK_DATA = 512
@@ -82,7 +108,6 @@ DEFAULT_ACCOUNT = {
     "verified_name": "Stand-in shop",
     "quality_rating": "GREEN",
 }
-CONTROL_PATH = "/_standin"
 ERROR_CODES_URL = "https://developers.facebook.com/docs/whatsapp/cloud-api/support/error-codes/"
 # (code, title, details) of the Graph errors the modes answer, as Meta words them.
 WINDOW_CLOSED = (
@@ -129,11 +154,15 @@ class PostedWebhook:
     error: str = ""
 
 
-class CloudStandin:
+class CloudStandin(WebhookStandin):
     """An HTTP server answering like the Cloud API under ``/<version>``; ``port=0`` picks
     a free port. Thread-safe: knobs can be turned while requests run.
 
     ``session`` is accepted so every stand-in is built alike; the Cloud API has none."""
+
+    kind = "cloud"
+    label = "STAND-IN Cloud API"
+    send_modes = SEND_MODES
 
     def __init__(
         self,
@@ -151,96 +180,26 @@ class CloudStandin:
         hang_seconds: float = 60.0,
         token_expired: bool = False,
     ) -> None:
-        self.host = host
-        self.port = port
+        super().__init__(host, port, handler=_Handler, announce=announce, hang_seconds=hang_seconds)
         self.session = session
         self.phone_number_id = phone_number_id
         self.waba_id = waba_id
-        self.announce = announce
-        self.hang_seconds = hang_seconds
-        # Read at each use; str/bool assignments are atomic.
+        # Read at each use; str/int assignments are atomic.
         self.webhook_url = webhook_url
-        self.lose_webhooks = False
         self.rate_limit_code = 130429
         self._api_key = api_key
         self._webhook_secret = webhook_secret
         self._verify_token = verify_token
-        self._lock = threading.RLock()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-        self._down = False
-        self._release = threading.Event()
-        self._stopped = threading.Event()
         self._token_expired = token_expired
         self._account = dict(DEFAULT_ACCOUNT)
         self._overrides: dict[str, str] = {}
-        self._send_mode = "ok"
-        self._echo_mode = "before_answer"
-        self._queued: deque[str] = deque()
-        self._sends: list[SendCall] = []
         self._store: list[dict[str, Any]] = []
         self._posted: list[PostedWebhook] = []
-        self._calls: Counter[str] = Counter()
-        self._posters: list[threading.Thread] = []
-
-    # -- life -------------------------------------------------------------
 
     @property
     def url(self) -> str:
         """The Graph base URL to use as ``GATEWAY_URL``."""
-        return f"http://{self.host}:{self.port}/{GRAPH_VERSION}"
-
-    @property
-    def control_url(self) -> str:
-        return f"http://{self.host}:{self.port}{CONTROL_PATH}/"
-
-    def start(self) -> CloudStandin:
-        with self._lock:
-            self._stopped.clear()
-            if self._server is None and not self._down:
-                self._listen()
-        return self
-
-    def stop(self) -> None:
-        """Stop listening, release any hanging request, wait for webhooks being posted."""
-        with self._lock:
-            self._close()
-            self._down = False
-            self._stopped.set()
-            posters, self._posters = self._posters, []
-        for poster in posters:
-            poster.join(timeout=15)
-
-    def serve_forever(self) -> None:
-        """Serve until stop() or Ctrl-C; "down" closes the port and another mode reopens it."""
-        self.start()
-        try:
-            while not self._stopped.wait(0.5):
-                pass
-        finally:
-            self.stop()
-
-    def _listen(self) -> None:
-        self._release = threading.Event()
-        self._server = _Server((self.host, self.port), _Handler, self)
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"standin-cloud-{self.port}",
-            daemon=True,
-        )
-        self._thread.start()
-
-    def _close(self) -> None:
-        self._release.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        return f"{self.origin}/{GRAPH_VERSION}"
 
     # -- the token and the account -------------------------------------------------
 
@@ -297,58 +256,6 @@ class CloudStandin:
         with self._lock:
             found = {"application": self.webhook_url} if self.webhook_url else {}
             return {**found, **self._overrides}
-
-    # -- sends -------------------------------------------------------------------
-
-    def set_send_mode(self, mode: str) -> None:
-        """Every later send behaves as ``mode``. ``"down"`` closes the port (every call meets
-        "connection refused"); any other mode brings it back on the same port."""
-        _check(mode, SEND_MODES)
-        with self._lock:
-            self._send_mode = mode
-            if mode == "down" and not self._down:
-                self._close()
-                self._down = True
-            elif mode != "down" and self._down:
-                self._down = False
-                self._listen()
-        self._say(f"send mode is now {mode}")
-
-    def queue_send_modes(self, *modes: str) -> None:
-        """The next sends answer with these modes, one each, then the set mode."""
-        for mode in modes:
-            _check(mode, tuple(m for m in SEND_MODES if m != "down"))
-        with self._lock:
-            self._queued.extend(modes)
-        self._say(f"next sends: {', '.join(modes)}")
-
-    @property
-    def echo_mode(self) -> str:
-        with self._lock:
-            return self._echo_mode
-
-    @echo_mode.setter
-    def echo_mode(self, mode: str) -> None:
-        """When the ``sent`` status of our own send is posted: "before_answer" (inside the
-        send, before its HTTP answer), "after_answer", or "never"."""
-        _check(mode, ECHO_MODES)
-        with self._lock:
-            self._echo_mode = mode
-        self._say(f"echo mode is now {mode}")
-
-    @property
-    def sends(self) -> list[SendCall]:
-        with self._lock:
-            return list(self._sends)
-
-    def delivered(self) -> list[SendCall]:
-        with self._lock:
-            return [call for call in self._sends if call.delivered]
-
-    def calls(self) -> Counter[str]:
-        """Requests per route: "status", "webhook_config", "send", "other"."""
-        with self._lock:
-            return Counter(self._calls)
 
     # -- webhooks Meta would post ------------------------------------------------------
 
@@ -421,11 +328,11 @@ class CloudStandin:
             raise RuntimeError("no webhook_url is set: nowhere to post")
         raw = encode(body)
         try:
-            with httpx.Client(trust_env=False, timeout=10) as http:
-                response = http.post(url, content=raw, headers=sign(raw, self._webhook_secret))
-            posted = PostedWebhook(body, response.status_code)
+            posted = PostedWebhook(
+                body, post(url, raw, sign(raw, self._webhook_secret)).status_code
+            )
         except httpx.HTTPError as exc:
-            posted = PostedWebhook(body, 0, f"{type(exc).__name__}: {exc}")
+            posted = PostedWebhook(body, 0, describe_error(exc))
         with self._lock:
             self._posted.append(posted)
         self._say(f"webhook posted: {_describe_event(body)} -> {posted.status or posted.error}")
@@ -454,10 +361,7 @@ class CloudStandin:
 
     def wait_for_webhooks(self, timeout: float = 10.0) -> None:
         """Wait until the webhooks posted in the background have been answered."""
-        with self._lock:
-            posters = list(self._posters)
-        for poster in posters:
-            poster.join(timeout=timeout)
+        self._poster.drain(timeout)
 
     # -- used by the handler and the knobs ----------------------------------------------
 
@@ -480,15 +384,8 @@ class CloudStandin:
             return
         if wait:
             self.post_webhook(body)
-            return
-        poster = threading.Thread(target=self.post_webhook, args=(body,), daemon=True)
-        with self._lock:
-            self._posters.append(poster)
-        poster.start()
-
-    def _count(self, route: str) -> None:
-        with self._lock:
-            self._calls[route] += 1
+        else:
+            self._poster.submit(self.post_webhook, body)
 
     def _token_problem(self, token: str | None) -> tuple[int, dict] | None:
         if not token:
@@ -506,16 +403,12 @@ class CloudStandin:
     def _send(self, to: str, text: str, reply_id: str) -> SendCall:
         """Decide and record one send that passed the request's checks."""
         with self._lock:
-            mode = self._queued.popleft() if self._queued else self._send_mode
+            mode = self._next_send_mode()
             wamid = new_wamid(to) if mode in _WAMID_MODES else ""
             call = SendCall(to, f"{to}@c.us", text, mode, wamid, mode in DELIVERING_MODES, reply_id)
             self._sends.append(call)
-        if call.delivered and self.announce:
-            print(
-                f"STAND-IN Cloud API, nothing sent to WhatsApp: to {call.chat} -> {wamid}"
-                f" (answered as {mode})\n    {text!r}",
-                flush=True,
-            )
+        if call.delivered:
+            self._announce_send(call.chat, wamid, mode, text)
         return call
 
     def _sent_status(self, call: SendCall) -> dict:
@@ -525,20 +418,12 @@ class CloudStandin:
     def _state_for_page(self) -> dict[str, Any]:
         with self._lock:
             return {
+                **self._shared_page_state(),
                 "token_expired": self._token_expired,
                 "account": dict(self._account),
-                "send_mode": self._send_mode,
-                "echo_mode": self._echo_mode,
-                "queued": list(self._queued),
-                "sends": list(self._sends[-20:]),
                 "messages": json.loads(json.dumps(self._store[-20:])),
                 "posted": list(self._posted[-20:]),
-                "calls": Counter(self._calls),
             }
-
-    def _say(self, text: str) -> None:
-        if self.announce:
-            print(f"STAND-IN Cloud API: {text}", flush=True)
 
 
 # -- Meta's bodies, built the way Meta builds them ------------------------------------
@@ -600,7 +485,7 @@ def build_message(
             type="location", location={"latitude": 24.8607, "longitude": 67.0011, "name": text}
         )
     else:
-        _check(media, MEDIA_KINDS)
+        check(media, MEDIA_KINDS)
         kind = "audio" if media == "voice" else media
         item: dict[str, Any] = {
             "mime_type": _MIME[media],
@@ -812,27 +697,173 @@ def _describe_event(body: dict) -> str:
         return "a custom body"
 
 
+# -- the control page ---------------------------------------------------------------
+
+
+def _int(value: str | None, default: int) -> int:
+    try:
+        return int(value or "")
+    except ValueError:
+        return default
+
+
+def _act_customer_message(standin: CloudStandin, form: dict[str, str]) -> None:
+    standin.add_customer_message(
+        form.get("text", ""),
+        sender=re.sub(r"\D", "", form.get("sender", "")) or "923001234567",
+        name=form.get("name") or "Ayesha Khan",
+        media=form.get("media") or None,
+    )
+
+
+_ACTIONS: dict[str, Callable[[CloudStandin, dict[str, str]], object]] = {
+    "expire-token": lambda standin, form: standin.expire_token(),
+    "renew-token": lambda standin, form: standin.renew_token(),
+    "account": lambda standin, form: standin.set_account(
+        form.get("number") or None, form.get("name") or None
+    ),
+    "send-mode": lambda standin, form: standin.set_send_mode_from_page(form.get("mode", "")),
+    "echo-mode": lambda standin, form: setattr(standin, "echo_mode", form.get("mode", "")),
+    "customer-message": _act_customer_message,
+    "phone-answer": lambda standin, form: standin.answer_from_phone(
+        form.get("text", ""), chat=form.get("chat") or "923001234567"
+    ),
+    "lose-webhooks": lambda standin, form: setattr(
+        standin, "lose_webhooks", form.get("lose") == "on"
+    ),
+    "fail-delivery": lambda standin, form: standin.fail_delivery(
+        form.get("gateway_id", ""), code=_int(form.get("code"), UNDELIVERABLE[0])
+    ),
+    "verify-callback": lambda standin, form: standin.verify_callback(),
+}
+
+
+def _render_page(standin: CloudStandin) -> str:
+    """The control page: every value escaped, every control a plain form (no JavaScript).
+    The access token, the app secret and the verify token are never shown."""
+    state = standin._state_for_page()
+    e = html.escape
+    account = state["account"]
+    token = "expired (every call answers 190)" if state["token_expired"] else "valid"
+    lost = " (LOST: not posted)" if standin.lose_webhooks else ""
+    shown = bullets(
+        f"Access token: <strong>{token}</strong>",
+        f"Business number: {e(account['display_phone_number'])} "
+        f"({e(account['verified_name'])}, quality {e(account['quality_rating'])})",
+        f"Send mode: <strong>{e(state['send_mode'])}</strong>; "
+        f"queued: {e(', '.join(state['queued']) or 'none')}",
+        f"Echo of our sends: {e(state['echo_mode'])}",
+        f"Webhooks go to: <code>{e(standin.webhook_url or 'nowhere (no webhook URL)')}</code>{lost}",
+        f"Calls: {e(counted(state['calls']))}",
+    )
+    token_buttons = (
+        f"{button('expire-token', 'Expire the token')} {button('renew-token', 'Renew the token')}\n"
+        f"{button('verify-callback', 'Verify the callback URL (as Meta does)')}"
+    )
+    account_form = knob(
+        "account",
+        "Set",
+        text_field("number", account["display_phone_number"], label="Number"),
+        text_field("name", account["verified_name"], label="Verified name"),
+    )
+    sends = "\n".join(
+        (
+            send_mode_form(SEND_MODES, state["send_mode"]),
+            knob("echo-mode", "Set", select("mode", ECHO_MODES, state["echo_mode"], label="Echo")),
+            knob(
+                "fail-delivery",
+                "Post failed status",
+                text_field("gateway_id", label="Fail the delivery of wamid", size=40),
+                text_field("code", "131026", label="code", size=7),
+            ),
+        )
+    )
+    webhooks = "\n".join(
+        (
+            knob(
+                "customer-message",
+                "A customer writes",
+                text_field("sender", "923001234567", label="From"),
+                text_field("name", "Ayesha Khan", label="Name"),
+                text_field("text", label="Text", size=30),
+                select("media", MEDIA_KINDS, label="Kind", blank="text"),
+            ),
+            knob(
+                "phone-answer",
+                "Answer from the phone",
+                text_field("chat", "923001234567", label="To"),
+                text_field("text", label="Text", size=30),
+            ),
+            knob(
+                "lose-webhooks",
+                "Set",
+                checkbox(
+                    "lose",
+                    standin.lose_webhooks,
+                    "Lose webhooks (keep messages in the store only)",
+                ),
+            ),
+        )
+    )
+    sent = table(
+        ("To", "Text", "Mode", "wamid", "Reply id", "Would be delivered"),
+        [
+            (c.chat, c.text, c.mode, c.gateway_id, c.reply_id, yes_no(c.delivered))
+            for c in reversed(state["sends"])
+        ],
+    )
+    inbound = table(
+        ("wamid", "From", "Type", "Text"),
+        [
+            (m["id"], m.get("from") or m.get("from_user_id", ""), m["type"], _shown_text(m))
+            for m in reversed(state["messages"])
+        ],
+    )
+    posted = table(
+        ("Event", "Answer"),
+        [(_describe_event(p.body), p.status or p.error) for p in reversed(state["posted"])],
+    )
+    body = f"""<p>Graph base URL: <code>{e(standin.url)}</code>; phone number id <code>{e(standin.phone_number_id)}</code>;
+WhatsApp Business account <code>{e(standin.waba_id)}</code></p>
+<h2>State</h2>
+{shown}
+<h2>Access token and account</h2>
+<p>{token_buttons}</p>
+{account_form}
+<h2>Sends</h2>
+{sends}
+<h2>Webhooks</h2>
+{webhooks}
+<h2>Last sends (newest first)</h2>
+{sent}
+<h2>Customers' messages (newest first)</h2>
+{inbound}
+<h2>Webhooks posted (newest first)</h2>
+{posted}
+"""
+    return page(
+        "STAND-IN WhatsApp Cloud API", "STAND-IN Cloud API: nothing is sent to WhatsApp", body
+    )
+
+
+def _shown_text(message: dict) -> str:
+    kind = message.get("type", "")
+    item = message.get(kind) if isinstance(message.get(kind), dict) else {}
+    return str(item.get("body") or item.get("caption") or item.get("name") or "")
+
+
 # -- the HTTP side ---------------------------------------------------------------
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 511
-
-    def __init__(self, address: tuple[str, int], handler: type, standin: CloudStandin) -> None:
-        self.standin = standin
-        self.release = standin._release
-        super().__init__(address, handler)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
+class _Handler(StandinHandler):
     server_version = "StandinCloud/1"
     protocol_version = "HTTP/1.1"
-
-    @property
-    def standin(self) -> CloudStandin:
-        return self.server.standin
+    # Graph names no framework.
+    powered_by = None
+    render = _render_page
+    actions = _ACTIONS
+    # verify_callback's GET meets the dashboard, which may refuse or not answer.
+    control_errors = (ValueError, RuntimeError, httpx.HTTPError)
 
     # -- dispatch ---------------------------------------------------------
 
@@ -840,7 +871,7 @@ class _Handler(BaseHTTPRequestHandler):
         control = self._control_path()
         if control is not None:
             if control in ("", "/"):
-                self._reply(200, _render_page(self.standin).encode(), "text/html; charset=utf-8")
+                self._control_page()
             else:
                 self._reply(404, b"no such page", "text/plain; charset=utf-8")
             return
@@ -983,10 +1014,9 @@ class _Handler(BaseHTTPRequestHandler):
                 500, _whatsapp_error(131000, "Something went wrong", "Something went wrong")
             )
         elif mode == "drop":
-            self.close_connection = True  # hang up without a word
+            self._drop()
         elif mode == "hang":
-            self.server.release.wait(standin.hang_seconds)
-            self.close_connection = True
+            self._hang()
         if echo == "after_answer":
             standin._post_soon(standin._sent_status(call))
         if mode == "window_closed_later":
@@ -1011,56 +1041,7 @@ class _Handler(BaseHTTPRequestHandler):
                 pass
         return form
 
-    # -- the control page ---------------------------------------------------------
-
-    def _control_path(self) -> str | None:
-        path = urlsplit(self.path).path
-        if path == CONTROL_PATH or path.startswith(CONTROL_PATH + "/"):
-            return path[len(CONTROL_PATH) :]
-        return None
-
-    def _control_post(self, action: str) -> None:
-        raw = self._read_body()
-        form = {k: v[0] for k, v in parse_qs(raw.decode("utf-8", errors="replace")).items()}
-        standin = self.standin
-        actions: dict[str, Callable[[], object]] = {
-            "expire-token": standin.expire_token,
-            "renew-token": standin.renew_token,
-            "account": lambda: standin.set_account(
-                form.get("number") or None, form.get("name") or None
-            ),
-            "send-mode": lambda: _page_send_mode(standin, form.get("mode", "")),
-            "echo-mode": lambda: setattr(standin, "echo_mode", form.get("mode", "")),
-            "customer-message": lambda: standin.add_customer_message(
-                form.get("text", ""),
-                sender=re.sub(r"\D", "", form.get("sender", "")) or "923001234567",
-                name=form.get("name") or "Ayesha Khan",
-                media=form.get("media") or None,
-            ),
-            "phone-answer": lambda: standin.answer_from_phone(
-                form.get("text", ""), chat=form.get("chat") or "923001234567"
-            ),
-            "lose-webhooks": lambda: setattr(standin, "lose_webhooks", form.get("lose") == "on"),
-            "fail-delivery": lambda: standin.fail_delivery(
-                form.get("gateway_id", ""), code=_int(form.get("code"), UNDELIVERABLE[0])
-            ),
-            "verify-callback": standin.verify_callback,
-        }
-        if action not in actions:
-            self._reply(404, b"no such control", "text/plain; charset=utf-8")
-            return
-        try:
-            actions[action]()
-        except (ValueError, RuntimeError, httpx.HTTPError) as exc:
-            self._reply(400, html.escape(str(exc)).encode(), "text/plain; charset=utf-8")
-            return
-        self._reply(303, b"", "text/plain", {"Location": CONTROL_PATH + "/"})
-
-    # -- reading and writing ----------------------------------------------------------
-
-    def _read_body(self) -> bytes:
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length > 0 else b""
+    # -- writing ----------------------------------------------------------------------
 
     def _graph_answer(self, code: int, data: dict) -> None:
         headers = {"facebook-api-version": GRAPH_VERSION, "x-fb-request-id": secrets.token_hex(8)}
@@ -1070,23 +1051,6 @@ class _Handler(BaseHTTPRequestHandler):
                 f'OAuth "Facebook Platform" "invalid_token" "{error.get("message", "")}"'
             )
         self._reply(code, json.dumps(data).encode(), "application/json; charset=UTF-8", headers)
-
-    def _reply(
-        self, code: int, body: bytes, content_type: str, headers: dict[str, str] | None = None
-    ) -> None:
-        self.send_response(code)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(body)
-        self.wfile.flush()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        # Request lines carry no secret here, but the health check is polled often:
-        # logging each would bury the STAND-IN lines a person is looking for.
-        pass
 
 
 def _send_problem(body: dict) -> str | None:
@@ -1114,175 +1078,36 @@ def _send_problem(body: dict) -> str | None:
     return None
 
 
-def _page_send_mode(standin: CloudStandin, mode: str) -> None:
-    if mode == "down":
-        raise ValueError("'down' is not offered here: this page would go down too")
-    standin.set_send_mode(mode)
-
-
-def _int(value: str | None, default: int) -> int:
-    try:
-        return int(value or "")
-    except ValueError:
-        return default
-
-
-def _render_page(standin: CloudStandin) -> str:
-    """The control page: every value escaped, every control a plain form (no JavaScript).
-    The access token, the app secret and the verify token are never shown."""
-    state = standin._state_for_page()
-    e = html.escape
-    account = state["account"]
-    calls = ", ".join(f"{k}: {v}" for k, v in sorted(state["calls"].items())) or "none yet"
-    sends = "".join(
-        f"<tr><td>{e(c.chat)}</td><td>{e(c.text)}</td><td>{e(c.mode)}</td>"
-        f"<td>{e(c.gateway_id)}</td><td>{e(c.reply_id)}</td>"
-        f"<td>{'yes' if c.delivered else 'no'}</td></tr>"
-        for c in reversed(state["sends"])
-    )
-    inbound = "".join(
-        f"<tr><td>{e(m['id'])}</td><td>{e(m.get('from') or m.get('from_user_id', ''))}</td>"
-        f"<td>{e(m['type'])}</td><td>{e(_shown_text(m))}</td></tr>"
-        for m in reversed(state["messages"])
-    )
-    posted = "".join(
-        f"<tr><td>{e(_describe_event(p.body))}</td><td>{p.status or e(p.error)}</td></tr>"
-        for p in reversed(state["posted"])
-    )
-
-    def options(values: tuple[str, ...], selected: str) -> str:
-        return "".join(
-            f'<option value="{e(v)}"{" selected" if v == selected else ""}>{e(v)}</option>'
-            for v in values
-        )
-
-    def button(action: str, label: str) -> str:
-        return (
-            f'<form method="post" action="{CONTROL_PATH}/{action}" style="display:inline">'
-            f'<button type="submit">{e(label)}</button></form>'
-        )
-
-    media = '<option value="">text</option>' + options(MEDIA_KINDS, "")
-    send_modes = options(tuple(m for m in SEND_MODES if m != "down"), state["send_mode"])
-    return f"""<!DOCTYPE html>
-<html lang="en">
-<head><meta charset="utf-8"><title>STAND-IN WhatsApp Cloud API</title></head>
-<body style="font-family:sans-serif;max-width:60em;margin:1em auto">
-<h1 style="background:#b00;color:#fff;padding:.5em">STAND-IN Cloud API: nothing is sent to WhatsApp</h1>
-<p>Graph base URL: <code>{e(standin.url)}</code>; phone number id <code>{e(standin.phone_number_id)}</code>;
-WhatsApp Business account <code>{e(standin.waba_id)}</code></p>
-<h2>State</h2>
-<ul>
-<li>Access token: <strong>{"expired (every call answers 190)" if state["token_expired"] else "valid"}</strong></li>
-<li>Business number: {e(account["display_phone_number"])} ({e(account["verified_name"])}, quality {e(account["quality_rating"])})</li>
-<li>Send mode: <strong>{e(state["send_mode"])}</strong>; queued: {e(", ".join(state["queued"]) or "none")}</li>
-<li>Echo of our sends: {e(state["echo_mode"])}</li>
-<li>Webhooks go to: <code>{e(standin.webhook_url or "nowhere (no webhook URL)")}</code>{" (LOST: not posted)" if standin.lose_webhooks else ""}</li>
-<li>Calls: {e(calls)}</li>
-</ul>
-<h2>Access token and account</h2>
-<p>{button("expire-token", "Expire the token")} {button("renew-token", "Renew the token")}
-{button("verify-callback", "Verify the callback URL (as Meta does)")}</p>
-<form method="post" action="{CONTROL_PATH}/account">
-<label>Number <input name="number" value="{e(account["display_phone_number"])}"></label>
-<label>Verified name <input name="name" value="{e(account["verified_name"])}"></label>
-<button type="submit">Set</button>
-</form>
-<h2>Sends</h2>
-<form method="post" action="{CONTROL_PATH}/send-mode">
-<label>Mode <select name="mode">{send_modes}</select></label> <button type="submit">Set</button>
-</form>
-<form method="post" action="{CONTROL_PATH}/echo-mode">
-<label>Echo <select name="mode">{options(ECHO_MODES, state["echo_mode"])}</select></label>
-<button type="submit">Set</button>
-</form>
-<form method="post" action="{CONTROL_PATH}/fail-delivery">
-<label>Fail the delivery of wamid <input name="gateway_id" size="40"></label>
-<label>code <input name="code" value="131026" size="7"></label> <button type="submit">Post failed status</button>
-</form>
-<h2>Webhooks</h2>
-<form method="post" action="{CONTROL_PATH}/customer-message">
-<label>From <input name="sender" value="923001234567"></label>
-<label>Name <input name="name" value="Ayesha Khan"></label>
-<label>Text <input name="text" size="30"></label>
-<label>Kind <select name="media">{media}</select></label>
-<button type="submit">A customer writes</button>
-</form>
-<form method="post" action="{CONTROL_PATH}/phone-answer">
-<label>To <input name="chat" value="923001234567"></label>
-<label>Text <input name="text" size="30"></label>
-<button type="submit">Answer from the phone</button>
-</form>
-<form method="post" action="{CONTROL_PATH}/lose-webhooks">
-<label><input type="checkbox" name="lose"{" checked" if standin.lose_webhooks else ""}> Lose webhooks (keep messages in the store only)</label>
-<button type="submit">Set</button>
-</form>
-<h2>Last sends (newest first)</h2>
-<table border="1" cellpadding="4"><tr><th>To</th><th>Text</th><th>Mode</th><th>wamid</th><th>Reply id</th><th>Would be delivered</th></tr>
-{sends}</table>
-<h2>Customers' messages (newest first)</h2>
-<table border="1" cellpadding="4"><tr><th>wamid</th><th>From</th><th>Type</th><th>Text</th></tr>
-{inbound}</table>
-<h2>Webhooks posted (newest first)</h2>
-<table border="1" cellpadding="4"><tr><th>Event</th><th>Answer</th></tr>
-{posted}</table>
-</body>
-</html>
-"""
-
-
-def _shown_text(message: dict) -> str:
-    kind = message.get("type", "")
-    item = message.get(kind) if isinstance(message.get(kind), dict) else {}
-    return str(item.get("body") or item.get("caption") or item.get("name") or "")
-
-
-def _check(mode: str, allowed: tuple[str, ...]) -> None:
-    if mode not in allowed:
-        raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(allowed)}")
-
-
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        description="Stand-in for Meta's WhatsApp Cloud API: speaks its API, sends NOTHING to WhatsApp."
+    parser = command_line(
+        "Stand-in for Meta's WhatsApp Cloud API: speaks its API, sends NOTHING to WhatsApp.",
+        port=8090,
     )
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8090)
-    parser.add_argument("--api-key", required=True, help="the access token it accepts")
-    parser.add_argument("--webhook-url", default=None, help="where Meta's webhooks are posted")
-    parser.add_argument(
-        "--webhook-secret", default="", help="the app secret webhooks are signed with"
+    add_webhook_options(
+        parser,
+        api_key="the access token it accepts",
+        webhook_url="where Meta's webhooks are posted",
+        webhook_secret="the app secret webhooks are signed with",
     )
     parser.add_argument("--phone-number-id", default=DEFAULT_PHONE_NUMBER_ID)
-    parser.add_argument("--verify-token", default="", help="sent when verifying the callback URL")
-    parser.add_argument(
-        "--show-qr",
-        action="store_true",
-        help="the Cloud API has no QR: start with the access token expired (a person must act)",
+    add_secret(
+        parser,
+        "--verify-token",
+        "GATEWAY_VERIFY_TOKEN",
+        "sent when verifying the callback URL",
+    )
+    add_show_qr(
+        parser, "the Cloud API has no QR: start with the access token expired (a person must act)"
     )
     args = parser.parse_args(argv)
     standin = CloudStandin(
         args.port,
-        api_key=args.api_key,
-        webhook_url=args.webhook_url,
-        webhook_secret=args.webhook_secret,
         phone_number_id=args.phone_number_id,
         verify_token=args.verify_token,
-        host=args.host,
-        announce=True,
         token_expired=args.show_qr,
+        **webhook_standin_options(args),
     )
-    standin.start()
-    print(
-        f"STAND-IN Cloud API on {standin.url} (phone number id {standin.phone_number_id}) - "
-        f"messages are printed here, never sent to WhatsApp.\n"
-        f"Control page: {standin.control_url}\nCtrl-C stops it.",
-        flush=True,
-    )
-    try:
-        standin.serve_forever()
-    except KeyboardInterrupt:
-        print("STAND-IN Cloud API stopped.", file=sys.stderr)
+    serve(standin, "STAND-IN Cloud API", f" (phone number id {standin.phone_number_id})")
 
 
 if __name__ == "__main__":

@@ -5,6 +5,10 @@ Run it on a machine without a real Evolution::
     python -m statecore.whatsapp.standin_evolution --port 8080 --api-key K \\
         --webhook-url http://127.0.0.1:8000/gateway/webhook --webhook-secret S [--show-qr]
 
+Without ``--api-key`` and ``--webhook-secret`` it reads ``GATEWAY_API_KEY`` and
+``GATEWAY_WEBHOOK_SECRET`` from its environment, so no secret need stand on a
+command line (``ps`` shows those to anyone on the machine).
+
 Every route the adapter uses answers as Evolution's own code does (read in
 EvolutionAPI/evolution-api: its routers, guards, controllers, its error
 handler's `{"status", "error", "response": {"message"}}`): the instance check
@@ -14,7 +18,9 @@ Bearer <JWT>` from the webhook's `jwt_key` header, only the events enabled in
 the instance's webhook), once each (Evolution retries; this does not). Every
 send is printed, labelled STAND-IN, and nothing reaches WhatsApp. A person
 steers it from the control page at ``/_standin/``; tests steer the same class
-(``tests/fake_evolution.py``), so the stand-in and the tests cannot drift apart.
+(``tests/fake_evolution.py``), so the stand-in and the tests cannot drift apart. The
+server itself (its life, send modes, records, webhook posting, control page plumbing) is
+``standin_server``'s, shared by every stand-in.
 
 What a send mode means for ``SendCall.delivered`` (would a customer have got it?):
 
@@ -41,7 +47,6 @@ emits it inside the request), ``"after_answer"`` or ``"never"``.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import copy
 import hashlib
@@ -51,22 +56,43 @@ import json
 import math
 import re
 import secrets
-import sys
-import threading
 import time
 import uuid
-from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import httpx
 import segno
 
-from .standin_wwebjs import new_qr_string
+from .standin_server import (
+    ECHO_MODES,
+    StandinHandler,
+    WebhookStandin,
+    add_show_qr,
+    add_webhook_options,
+    bullets,
+    check,
+    checkbox,
+    command_line,
+    counted,
+    iso_z,
+    js_json,
+    knob,
+    new_inbound_id,
+    new_qr_string,
+    page,
+    post,
+    select,
+    send_mode_form,
+    serve,
+    table,
+    text_field,
+    webhook_standin_options,
+    yes_no,
+)
 
 SEND_MODES = (
     "ok",
@@ -96,7 +122,6 @@ ROUTES = (
     "set_webhook",
     "find_webhook",
 )
-ECHO_MODES = ("before_answer", "after_answer", "never")
 STATES = ("open", "connecting", "close")
 MEDIA_KINDS = ("image", "ptt", "audio", "video", "document", "sticker", "location")
 # Evolution's event names as /webhook/set takes them (EventController.events).
@@ -147,7 +172,6 @@ DEFAULT_CUSTOMER = "923001234567"
 DEFAULT_CUSTOMER_NAME = "Ayesha Khan"
 VERSION = "2.3.6"
 SERVER_URL = "http://localhost:8080"
-CONTROL_PATH = "/_standin"
 # Baileys' codes: DisconnectReason.loggedOut, .badSession, .connectionClosed.
 LOGGED_OUT, BAD_SESSION, CONNECTION_CLOSED = 401, 500, 428
 QR_LIMIT_MESSAGE = "QR code limit reached, please login again"
@@ -202,7 +226,7 @@ def jwt_token(
     iat = int(time.time() if now is None else now)
     payload = {"iat": iat, "exp": iat + lifetime, "app": "evolution", "action": "webhook"}
     payload.update(claims or {})
-    signing_input = f"{_b64url(_compact(dict(alg=alg, typ='JWT')))}.{_b64url(_compact(payload))}"
+    signing_input = f"{_b64url(js_json(dict(alg=alg, typ='JWT')))}.{_b64url(js_json(payload))}"
     digests = {"HS256": hashlib.sha256, "HS512": hashlib.sha512}
     if alg == "none":
         signature = ""
@@ -243,7 +267,7 @@ def envelope(
         "instance": instance,
         "data": data,
         "destination": destination,
-        "date_time": date_time or _iso_z(time.time()),
+        "date_time": date_time or iso_z(time.time()),
         "sender": sender,
         "server_url": server_url,
         "apikey": apikey,
@@ -467,7 +491,7 @@ def qr_limit_event(*, instance: str = "default", apikey: str | None = None) -> d
     return envelope("qrcode.updated", qr_limit_data(), instance=instance, apikey=apikey)
 
 
-class EvolutionStandin:
+class EvolutionStandin(WebhookStandin):
     """An HTTP server on 127.0.0.1 answering like Evolution for the instance ``session``.
 
     ``port=0`` picks a free port; ``url`` is the GATEWAY_URL to use. ``api_key`` is
@@ -477,6 +501,15 @@ class EvolutionStandin:
     starts waiting for a QR scan, as a fresh instance does.
     Thread-safe: knobs can be turned and records read while requests run.
     """
+
+    kind = "evolution"
+    label = "STAND-IN Evolution"
+    send_modes = SEND_MODES
+    send_words = ("sendText mode", "sendText calls")
+    failing_routes = ROUTES
+    failure_modes = FAILURE_MODES
+    check_word = ""
+    echo_said = None
 
     def __init__(
         self,
@@ -493,22 +526,11 @@ class EvolutionStandin:
     ) -> None:
         if not api_key:
             raise ValueError("api_key: Evolution always wants one")
-        self.host = host
-        self.port = port
+        super().__init__(host, port, handler=_Handler, announce=announce, hang_seconds=hang_seconds)
         self.api_key = api_key
         self.session = session
-        self.announce = announce
-        self.hang_seconds = hang_seconds
         self.instance_id = str(uuid.uuid4())
-        self.lose_webhooks = False
-        self._echo_mode = "before_answer"
-        self._lock = threading.RLock()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-        self._down = False
-        self._release = threading.Event()
-        self._stopped = threading.Event()
-        self._created = _iso_z(time.time())
+        self._created = iso_z(time.time())
         # The session: Evolution's in-memory state, the instance's saved
         # connectionStatus, and whether a login is stored (Baileys' creds).
         self._state = "open"
@@ -522,76 +544,14 @@ class EvolutionStandin:
         self._owner, self._owner_name = DEFAULT_OWNER, DEFAULT_OWNER_NAME
         self._secret = webhook_secret
         self._webhook: dict[str, Any] | None = None
-        self._send_mode = "ok"
-        self._queued: deque[str] = deque()
-        self._failures: dict[str, str] = {}
-        self._sends: list[SendCall] = []
         self._store: list[dict[str, Any]] = []
         self._posts: list[WebhookPost] = []
-        self._calls: Counter[str] = Counter()
         if webhook_url:
             self.webhook_url = webhook_url
         if not logged_in:
             self._state, self._saved, self._linked = "connecting", "connecting", False
             self._qr = {"pairingCode": None, "code": new_qr_string(), "count": 1}
             self._qr["base64"] = qr_png(self._qr["code"])
-
-    # -- life -------------------------------------------------------------
-
-    @property
-    def url(self) -> str:
-        """The base URL to use as GATEWAY_URL."""
-        return f"http://{self.host}:{self.port}"
-
-    @property
-    def control_url(self) -> str:
-        return f"http://{self.host}:{self.port}{CONTROL_PATH}/"
-
-    def start(self) -> EvolutionStandin:
-        """Start listening (in a background thread); returns self."""
-        with self._lock:
-            self._stopped.clear()
-            if self._server is None and not self._down:
-                self._listen()
-        return self
-
-    def stop(self) -> None:
-        """Stop listening and release any hanging request."""
-        with self._lock:
-            self._close()
-            self._down = False
-            self._stopped.set()
-
-    def serve_forever(self) -> None:
-        """Serve until stop() or Ctrl-C (the command-line use); "down" must not end it."""
-        self.start()
-        try:
-            while not self._stopped.wait(0.5):
-                pass
-        finally:
-            self.stop()
-
-    def _listen(self) -> None:
-        self._release = threading.Event()
-        self._server = _Server((self.host, self.port), _Handler, self)
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"standin-evolution-{self.port}",
-            daemon=True,
-        )
-        self._thread.start()
-
-    def _close(self) -> None:
-        self._release.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
 
     # -- the session --------------------------------------------------------
 
@@ -693,7 +653,7 @@ class EvolutionStandin:
             {
                 "instance": self.session,
                 "status": "closed",
-                "disconnectionAt": _iso_z(time.time()),
+                "disconnectionAt": iso_z(time.time()),
                 "disconnectionReasonCode": reason,
                 "disconnectionObject": json.dumps({"error": {"output": {"statusCode": reason}}}),
             },
@@ -707,67 +667,9 @@ class EvolutionStandin:
             state, reason=reason, instance=self.session, owner=owner, owner_name=name
         )
 
-    # -- failures and sends ---------------------------------------------------
-
     def set_failure(self, route: str, mode: str | None) -> None:
         """``route`` (one of ROUTES) fails as ``mode`` (FAILURE_MODES), or answers again (None)."""
-        _check(route, ROUTES)
-        if mode is not None:
-            _check(mode, FAILURE_MODES)
-        with self._lock:
-            if mode is None:
-                self._failures.pop(route, None)
-            else:
-                self._failures[route] = mode
-        self._say(f"{route} {'fails: ' + mode if mode else 'answers normally'}")
-
-    def set_send_mode(self, mode: str) -> None:
-        """Every later sendText behaves as ``mode`` (SEND_MODES). "down" closes the
-        listening socket (every route meets "connection refused"); any other mode
-        brings it back on the same port."""
-        _check(mode, SEND_MODES)
-        with self._lock:
-            self._send_mode = mode
-            if mode == "down" and not self._down:
-                self._close()
-                self._down = True
-            elif mode != "down" and self._down:
-                self._down = False
-                self._listen()
-        self._say(f"sendText mode is now {mode}")
-
-    def queue_send_modes(self, *modes: str) -> None:
-        """The next sendText calls answer as these modes, one each, then the set mode."""
-        for mode in modes:
-            # A refused connection never reaches a handler: "down" is not one call's answer.
-            _check(mode, tuple(m for m in SEND_MODES if m != "down"))
-        with self._lock:
-            self._queued.extend(modes)
-        self._say(f"next sendText calls: {', '.join(modes)}")
-
-    @property
-    def echo_mode(self) -> str:
-        return self._echo_mode
-
-    @echo_mode.setter
-    def echo_mode(self, mode: str) -> None:
-        _check(mode, ECHO_MODES)
-        self._echo_mode = mode
-
-    @property
-    def sends(self) -> list[SendCall]:
-        with self._lock:
-            return list(self._sends)
-
-    def delivered(self) -> list[SendCall]:
-        """Only the sends a customer would have received, oldest first."""
-        with self._lock:
-            return [call for call in self._sends if call.delivered]
-
-    def calls(self) -> Counter[str]:
-        """Requests per route (ROUTES' names), whatever they answered."""
-        with self._lock:
-            return Counter(self._calls)
+        self._set_failure(route, mode)
 
     # -- inbound and later statuses ------------------------------------------------
 
@@ -914,7 +816,7 @@ class EvolutionStandin:
             hook = copy.deepcopy(self._webhook)
         if not hook:
             raise RuntimeError("no webhook_url is set")
-        response = _post(hook["url"], _compact(body), _webhook_headers(hook))
+        response = self._poster.wait(post, hook["url"], js_json(body), _webhook_headers(hook))
         with self._lock:
             self._posts.append(
                 WebhookPost(str(body.get("event")), hook["url"], response.status_code)
@@ -950,7 +852,8 @@ class EvolutionStandin:
             server_url=self.url,
         )
         try:
-            response = _post(url, _compact(body), _webhook_headers(hook))
+            # Evolution posts while the request or knob that caused it waits.
+            response = self._poster.wait(post, url, js_json(body), _webhook_headers(hook))
             status: int | None = response.status_code
         except httpx.HTTPError as exc:
             status = None
@@ -959,7 +862,7 @@ class EvolutionStandin:
             self._posts.append(WebhookPost(event, url, status))
 
     def _webhook_record(self, **fields: Any) -> dict[str, Any]:
-        now = _iso_z(time.time())
+        now = iso_z(time.time())
         record = {
             "id": _cuid(),
             "url": "",
@@ -976,11 +879,6 @@ class EvolutionStandin:
         return record
 
     # -- used by the handler ---------------------------------------------------
-
-    def _count(self, route: str) -> str | None:
-        with self._lock:
-            self._calls[route] += 1
-            return self._failures.get(route)
 
     def _connect(self, number: str | None) -> dict[str, Any]:
         """GET /instance/connect: the state when open, the QR while connecting; from
@@ -1043,7 +941,7 @@ class EvolutionStandin:
                 "disconnectionObject": None,
                 "disconnectionAt": None,
                 "createdAt": self._created,
-                "updatedAt": _iso_z(time.time()),
+                "updatedAt": iso_z(time.time()),
                 "Chatwoot": None,
                 "Proxy": None,
                 "Rabbitmq": None,
@@ -1058,7 +956,7 @@ class EvolutionStandin:
         """Decide and record one sendText that passed the checks; its message when delivered."""
         chat = _jid(number)
         with self._lock:
-            mode = self._queued.popleft() if self._queued else self._send_mode
+            mode = self._next_send_mode()
             delivered = (mode == "ok" and self._state == "open") or mode in DELIVERING_MODES
             data = sent_data(text, to=chat, instance_id=self.instance_id) if delivered else None
             call = SendCall(
@@ -1067,12 +965,8 @@ class EvolutionStandin:
             self._sends.append(call)
             if data is not None and mode != "closed_after_send":
                 self._store.append({"id": _cuid(), **copy.deepcopy(data), "MessageUpdate": []})
-        if delivered and self.announce:
-            print(
-                f"STAND-IN Evolution, nothing sent to WhatsApp: to {chat} -> {call.gateway_id}"
-                f" (answered as {mode})\n    {text!r}",
-                flush=True,
-            )
+        if delivered:
+            self._announce_send(chat, call.gateway_id, mode, text)
         return call, data
 
     def _find(self, query: dict[str, Any]) -> dict[str, Any]:
@@ -1125,7 +1019,7 @@ class EvolutionStandin:
             if self._webhook is None:
                 self._webhook = self._webhook_record(**update)
             else:
-                self._webhook.update(update, updatedAt=_iso_z(time.time()))
+                self._webhook.update(update, updatedAt=iso_z(time.time()))
             secret = (self._webhook.get("headers") or {}).get("jwt_key")
             self._secret = secret if isinstance(secret, str) else ""
             return copy.deepcopy(self._webhook)
@@ -1133,6 +1027,7 @@ class EvolutionStandin:
     def _state_for_page(self) -> dict[str, Any]:
         with self._lock:
             return {
+                **self._shared_page_state(),
                 "state": self._state,
                 "saved": self._saved,
                 "reason": self._reason,
@@ -1141,23 +1036,12 @@ class EvolutionStandin:
                 "pairing_code": self._qr.get("pairingCode"),
                 "owner": self._owner,
                 "owner_name": self._owner_name,
-                "send_mode": self._send_mode,
-                "queued": list(self._queued),
-                "echo_mode": self._echo_mode,
-                "lose_webhooks": self.lose_webhooks,
-                "failures": dict(self._failures),
                 "webhook_url": self._webhook["url"] if self._webhook else None,
                 "webhook_events": list(self._webhook["events"]) if self._webhook else [],
                 "signed": bool(self._secret),
-                "sends": list(self._sends[-20:]),
                 "messages": copy.deepcopy(self._store[-20:]),
                 "posts": list(self._posts[-20:]),
-                "calls": Counter(self._calls),
             }
-
-    def _say(self, text: str) -> None:
-        if self.announce:
-            print(f"STAND-IN Evolution: {text}", flush=True)
 
 
 # -- ids, QRs and jids as Evolution and Baileys make them ------------------------------------
@@ -1166,11 +1050,6 @@ class EvolutionStandin:
 def new_sent_id() -> str:
     """A message id Baileys makes for a send (3EB0 + 18 hex: Evolution's source "web")."""
     return "3EB0" + secrets.token_hex(9).upper()
-
-
-def new_inbound_id() -> str:
-    """A customer's message id as an iPhone makes them (3A + 18 hex)."""
-    return "3A" + secrets.token_hex(9).upper()
 
 
 def new_phone_id() -> str:
@@ -1295,18 +1174,8 @@ def _cuid() -> str:
     return "c" + secrets.token_hex(12)
 
 
-def _iso_z(at: float) -> str:
-    """JavaScript's Date.toISOString(): UTC, milliseconds, a Z."""
-    return datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def _b64url(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
-
-
-def _compact(value: object) -> bytes:
-    """JSON.stringify: no spaces, non-ASCII as it is."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def _webhook_headers(hook: dict[str, Any]) -> dict[str, str]:
@@ -1320,43 +1189,215 @@ def _webhook_headers(hook: dict[str, Any]) -> dict[str, str]:
     return headers
 
 
-def _post(url: str, content: bytes, headers: dict[str, str]) -> httpx.Response:
-    """POST a webhook from a thread of the stand-in (never the caller's, as Evolution's
-    own process posts them), waited for: when a knob returns, its webhook was answered."""
-    result: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            # No proxy from the environment between the stand-in and loopback.
-            with httpx.Client(trust_env=False, timeout=10.0) as client:
-                result["response"] = client.post(url, content=content, headers=headers)
-        except httpx.HTTPError as exc:
-            result["error"] = exc
-
-    thread = threading.Thread(target=run, name="standin-evolution-webhook", daemon=True)
-    thread.start()
-    thread.join()
-    if "error" in result:
-        raise result["error"]
-    return result["response"]
-
-
 def _check(value: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ValueError(f"unknown {value!r}; expected one of {', '.join(allowed)}")
+    check(value, allowed, "")
+
+
+# -- the control page --------------------------------------------------------------------
+
+
+def _act_state(standin: EvolutionStandin, form: dict[str, str]) -> None:
+    reason = form.get("reason", "").strip()
+    standin.set_state(form.get("state", ""), reason=int(reason) if reason.isdigit() else None)
+
+
+def _act_account(standin: EvolutionStandin, form: dict[str, str]) -> None:
+    standin.set_account(number=form.get("number") or None, name=form.get("name") or None)
+
+
+def _act_customer(standin: EvolutionStandin, form: dict[str, str]) -> None:
+    standin.add_customer_message(
+        form.get("text", ""),
+        sender=form.get("sender") or DEFAULT_CUSTOMER,
+        name=form.get("name") or DEFAULT_CUSTOMER_NAME,
+        media=form.get("media") or None,
+    )
+
+
+def _act_phone(standin: EvolutionStandin, form: dict[str, str]) -> None:
+    standin.answer_from_phone(form.get("text", ""), chat=form.get("chat") or DEFAULT_CUSTOMER)
+
+
+def _act_fail(standin: EvolutionStandin, form: dict[str, str]) -> None:
+    gateway_id = form.get("gateway_id", "").strip()
+    if not gateway_id:
+        raise ValueError("a message id is needed")
+    standin.fail_delivery(gateway_id)
+
+
+_ACTIONS: dict[str, Callable[[EvolutionStandin, dict[str, str]], object]] = {
+    "state": _act_state,
+    "show-qr": lambda standin, form: standin.show_qr(),
+    "scan": lambda standin, form: standin.scan(),
+    "qr-limit": lambda standin, form: standin.set_qr_limit_reached(),
+    "account": _act_account,
+    "send-mode": lambda standin, form: standin.set_send_mode_from_page(form.get("mode", "")),
+    "echo-mode": lambda standin, form: setattr(standin, "echo_mode", form.get("mode", "")),
+    "lose-webhooks": lambda standin, form: setattr(
+        standin, "lose_webhooks", form.get("lose") == "on"
+    ),
+    "customer-message": _act_customer,
+    "phone-answer": _act_phone,
+    "fail-delivery": _act_fail,
+}
+
+
+def _render_page(standin: EvolutionStandin) -> str:
+    """The control page: every value escaped, every control a plain form, no secret shown."""
+    s = standin._state_for_page()
+    e = html.escape
+    failures = ", ".join(f"{k}: {v}" for k, v in s["failures"].items()) or "none"
+    webhook = (
+        f"{e(s['webhook_url'])} ({'signed with a JWT' if s['signed'] else 'NOT signed: no jwt_key'}; "
+        f"events {e(', '.join(s['webhook_events']))})"
+        if s["webhook_url"]
+        else "none set"
+    )
+    shown = bullets(
+        f"Session: <strong>{e(s['state'])}</strong> (saved: {e(s['saved'])}; "
+        f"reason code: {e(str(s['reason']))}; login stored: {yes_no(s['linked'])})",
+        f"QR: <code>{e(s['qr'] or 'none')}</code>; "
+        f"pairing code: <code>{e(s['pairing_code'] or 'none')}</code>",
+        f"Account: +{e(s['owner'])} ({e(s['owner_name'])})",
+        f"sendText mode: <strong>{e(s['send_mode'])}</strong>; "
+        f"queued: {e(', '.join(s['queued']) or 'none')}; echo: {e(s['echo_mode'])}",
+        f"Webhook: {webhook}; "
+        + ("webhooks are LOST on purpose" if s["lose_webhooks"] else "webhooks are posted"),
+        f"Failing routes: {e(failures)}",
+        f"Calls: {e(counted(s['calls']))}",
+    )
+    state = knob(
+        "state",
+        "Set the state",
+        select("state", STATES, s["state"]),
+        "reason " + text_field("reason", size=4, placeholder="401"),
+        inline=True,
+    )
+    buttons = " ".join(
+        knob(action, label, inline=True)
+        for action, label in (
+            ("show-qr", "Show a new QR"),
+            ("scan", "Scan it: open"),
+            ("qr-limit", "QR code limit reached"),
+        )
+    )
+    account = knob(
+        "account",
+        "Set the account",
+        text_field("number", placeholder="923009876543"),
+        text_field("name", placeholder="Shop name"),
+        inline=True,
+    )
+    sends = " ".join(
+        (
+            send_mode_form(
+                SEND_MODES,
+                s["send_mode"],
+                submit="Set the sendText mode",
+                label=None,
+                inline=True,
+            ),
+            knob(
+                "echo-mode", "Set the echo", select("mode", ECHO_MODES, s["echo_mode"]), inline=True
+            ),
+            knob(
+                "lose-webhooks",
+                "Set",
+                checkbox("lose", s["lose_webhooks"], "lose webhooks"),
+                inline=True,
+            ),
+        )
+    )
+    customer = knob(
+        "customer-message",
+        "Add",
+        text_field("sender", DEFAULT_CUSTOMER),
+        text_field("name", DEFAULT_CUSTOMER_NAME),
+        text_field("text", size=40),
+        select("media", MEDIA_KINDS, blank="text"),
+        inline=True,
+    )
+    phone = knob(
+        "phone-answer",
+        "Answer",
+        text_field("chat", DEFAULT_CUSTOMER),
+        text_field("text", size=40),
+        inline=True,
+    )
+    fail = knob(
+        "fail-delivery",
+        "Fail it (status ERROR)",
+        text_field("gateway_id", size=30, placeholder="3EB0..."),
+        inline=True,
+    )
+    sent = table(
+        ("To", "Text", "Mode", "Message id", "Would be delivered"),
+        [
+            (c.chat, c.text, c.mode, c.gateway_id or "", yes_no(c.delivered))
+            for c in reversed(s["sends"])
+        ],
+    )
+    stored = table(
+        ("Id", "Chat", "From", "Type", "Text"),
+        [
+            (
+                m["key"]["id"],
+                m["key"]["remoteJid"],
+                "us" if m["key"]["fromMe"] else m.get("pushName") or "",
+                m["messageType"],
+                _shown_text(m["message"]),
+            )
+            for m in reversed(s["messages"])
+        ],
+    )
+    posts = table(
+        ("Event", "To", "Answer"),
+        [
+            (p.event, p.url, "lost on purpose" if p.lost else p.status or "no answer")
+            for p in reversed(s["posts"])
+        ],
+    )
+    body = f"""<p>API: <code>{e(standin.url)}</code>, instance <code>{e(standin.session)}</code></p>
+<h2>State</h2>
+{shown}
+<h2>Session</h2>
+<p>{state}
+{buttons}</p>
+<p>{account}</p>
+<h2>Sends and webhooks</h2>
+<p>{sends}</p>
+<h2>A customer writes</h2>
+{customer}
+<h2>Someone answers from the phone</h2>
+{phone}
+<h2>A sent message is not delivered after all</h2>
+{fail}
+<h2>Last sends (newest first)</h2>
+{sent}
+<h2>Chat store (newest first)</h2>
+{stored}
+<h2>Webhooks posted (newest first)</h2>
+{posts}
+"""
+    return page(
+        "STAND-IN Evolution API",
+        "STAND-IN Evolution API: nothing is sent to WhatsApp",
+        body,
+        width="64em",
+    )
+
+
+def _shown_text(message: dict[str, Any]) -> str:
+    for key in ("conversation",):
+        if isinstance(message.get(key), str):
+            return message[key]
+    for value in message.values():
+        if isinstance(value, dict) and isinstance(value.get("caption"), str):
+            return value["caption"]
+    return ""
 
 
 # -- the HTTP side ---------------------------------------------------------------
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 511
-
-    def __init__(self, address: tuple[str, int], handler: type, standin: EvolutionStandin) -> None:
-        self.standin = standin
-        self.release = standin._release
-        super().__init__(address, handler)
 
 
 # (method, the router's segment, the route's segment) -> (the name in calls(), handler name).
@@ -1372,9 +1413,11 @@ _ROUTES = {
 }
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
+class _Handler(StandinHandler):
     server_version = "StandinEvolution/1"
+    garbage = b"<html><body>Bad gateway</body></html>"
+    render = _render_page
+    actions = _ACTIONS
 
     def do_GET(self) -> None:
         self._dispatch()
@@ -1391,14 +1434,11 @@ class _Handler(BaseHTTPRequestHandler):
     def do_PATCH(self) -> None:
         self._dispatch()
 
-    @property
-    def standin(self) -> EvolutionStandin:
-        return self.server.standin
-
     def _dispatch(self) -> None:
         path = urlsplit(self.path).path
-        if path == CONTROL_PATH or path.startswith(CONTROL_PATH + "/"):
-            self._control(path[len(CONTROL_PATH) :].strip("/"))
+        control = self._control_path()
+        if control is not None:
+            self._control(control.strip("/"))
             return
         # Express: case-insensitive, one trailing slash allowed, params decoded.
         parts = path[1 : -1 if path.endswith("/") and len(path) > 1 else None].split("/")
@@ -1416,13 +1456,6 @@ class _Handler(BaseHTTPRequestHandler):
             self._answer(route, lambda: self._guarded(instance, getattr(self, handler)))
         else:
             self._not_found()
-
-    def _answer(self, route: str, normal: Callable[[], None]) -> None:
-        failure = self.standin._count(route)
-        if failure is None:
-            normal()
-        else:
-            self._fail(failure)
 
     def _guarded(self, instance: str, handler: Callable[[str], None]) -> None:
         # Evolution's order: instanceExistsGuard, then the apikey guard.
@@ -1546,7 +1579,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _body(self) -> Any:
         """What express.json() makes of the body, or None after its error answer."""
-        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        raw = self._read_body()
         if "json" not in (self.headers.get("Content-Type") or "").lower():
             return {}
         text = raw.decode("utf-8", errors="replace").strip()
@@ -1570,58 +1603,21 @@ class _Handler(BaseHTTPRequestHandler):
     def _not_found(self) -> None:
         self._error(404, "Not Found", [f"Cannot {self.command} {self.path}"])
 
-    def _fail(self, mode: str) -> None:
-        if mode == "error500":
-            self._error(500, "Internal Server Error", "stand-in error")
-        elif mode == "garbage":
-            self._reply(200, b"<html><body>Bad gateway</body></html>", "text/html")
-        elif mode == "drop":
-            self.close_connection = True  # hang up without a word
-        elif mode == "hang":
-            # Past any client timeout, but done at once on shutdown or "down".
-            self.server.release.wait(self.standin.hang_seconds)
-            self.close_connection = True
-
-    def _json(self, code: int, data: object) -> None:
-        self._reply(code, _compact(data), "application/json; charset=utf-8")
-
-    def _reply(
-        self, code: int, body: bytes, content_type: str, headers: dict[str, str] | None = None
-    ) -> None:
-        self.send_response(code)
-        self.send_header("X-Powered-By", "Express")
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        # Polled every few seconds: logging each would bury the STAND-IN lines.
-        pass
+    def _error500(self) -> None:
+        self._error(500, "Internal Server Error", "stand-in error")
 
     # -- the control page --------------------------------------------------------
 
     def _control(self, action: str) -> None:
         if self.command == "GET" and action == "":
-            self._reply(200, _render_page(self.standin).encode(), "text/html; charset=utf-8")
-            return
-        if self.command != "POST":
+            self._control_page()
+        elif self.command != "POST":
             self._not_found()
-            return
-        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        form = {k: v[0] for k, v in parse_qs(raw.decode("utf-8", errors="replace")).items()}
-        act = _ACTIONS.get(action)
-        if act is None:
-            self._not_found()
-            return
-        try:
-            act(self.standin, form)
-        except ValueError as exc:
-            self._reply(400, html.escape(str(exc)).encode(), "text/plain; charset=utf-8")
-            return
-        self._reply(303, b"", "text/plain", {"Location": CONTROL_PATH + "/"})
+        else:
+            self._control_post(action)
+
+    def _no_such_control(self) -> None:
+        self._not_found()
 
 
 def _text_schema_problems(body: object) -> list[str]:
@@ -1675,198 +1671,26 @@ def _webhook_schema_problems(body: object) -> list[str]:
     return problems
 
 
-# -- the control page --------------------------------------------------------------------
-
-
-def _act_state(standin: EvolutionStandin, form: dict[str, str]) -> None:
-    reason = form.get("reason", "").strip()
-    standin.set_state(form.get("state", ""), reason=int(reason) if reason.isdigit() else None)
-
-
-def _act_account(standin: EvolutionStandin, form: dict[str, str]) -> None:
-    standin.set_account(number=form.get("number") or None, name=form.get("name") or None)
-
-
-def _act_send_mode(standin: EvolutionStandin, form: dict[str, str]) -> None:
-    if form.get("mode") == "down":
-        raise ValueError("'down' is not offered here: this page would go down too")
-    standin.set_send_mode(form.get("mode", ""))
-
-
-def _act_echo_mode(standin: EvolutionStandin, form: dict[str, str]) -> None:
-    standin.echo_mode = form.get("mode", "")
-
-
-def _act_lose(standin: EvolutionStandin, form: dict[str, str]) -> None:
-    standin.lose_webhooks = form.get("lose") == "on"
-
-
-def _act_customer(standin: EvolutionStandin, form: dict[str, str]) -> None:
-    standin.add_customer_message(
-        form.get("text", ""),
-        sender=form.get("sender") or DEFAULT_CUSTOMER,
-        name=form.get("name") or DEFAULT_CUSTOMER_NAME,
-        media=form.get("media") or None,
-    )
-
-
-def _act_phone(standin: EvolutionStandin, form: dict[str, str]) -> None:
-    standin.answer_from_phone(form.get("text", ""), chat=form.get("chat") or DEFAULT_CUSTOMER)
-
-
-def _act_fail(standin: EvolutionStandin, form: dict[str, str]) -> None:
-    gateway_id = form.get("gateway_id", "").strip()
-    if not gateway_id:
-        raise ValueError("a message id is needed")
-    standin.fail_delivery(gateway_id)
-
-
-_ACTIONS: dict[str, Callable[[EvolutionStandin, dict[str, str]], None]] = {
-    "state": _act_state,
-    "show-qr": lambda s, f: s.show_qr(),
-    "scan": lambda s, f: s.scan(),
-    "qr-limit": lambda s, f: s.set_qr_limit_reached(),
-    "account": _act_account,
-    "send-mode": _act_send_mode,
-    "echo-mode": _act_echo_mode,
-    "lose-webhooks": _act_lose,
-    "customer-message": _act_customer,
-    "phone-answer": _act_phone,
-    "fail-delivery": _act_fail,
-}
-
-
-def _render_page(standin: EvolutionStandin) -> str:
-    """The control page: every value escaped, every control a plain form, no secret shown."""
-    s = standin._state_for_page()
-    e = html.escape
-
-    def options(values: tuple[str, ...], selected: str) -> str:
-        return "".join(
-            f'<option value="{e(v)}"{" selected" if v == selected else ""}>{e(v)}</option>'
-            for v in values
-        )
-
-    def form(action: str, inner: str, label: str) -> str:
-        return (
-            f'<form method="post" action="{CONTROL_PATH}/{action}" style="display:inline">'
-            f'{inner}<button type="submit">{e(label)}</button></form>'
-        )
-
-    sends = "".join(
-        f"<tr><td>{e(c.chat)}</td><td>{e(c.text)}</td><td>{e(c.mode)}</td>"
-        f"<td>{e(c.gateway_id or '')}</td><td>{'yes' if c.delivered else 'no'}</td></tr>"
-        for c in reversed(s["sends"])
-    )
-    stored = "".join(
-        f"<tr><td>{e(m['key']['id'])}</td><td>{e(m['key']['remoteJid'])}</td>"
-        f"<td>{'us' if m['key']['fromMe'] else e(str(m.get('pushName') or ''))}</td>"
-        f"<td>{e(m['messageType'])}</td><td>{e(_shown_text(m['message']))}</td></tr>"
-        for m in reversed(s["messages"])
-    )
-    posts = "".join(
-        f"<tr><td>{e(p.event)}</td><td>{e(p.url)}</td>"
-        f"<td>{'lost on purpose' if p.lost else e(str(p.status or 'no answer'))}</td></tr>"
-        for p in reversed(s["posts"])
-    )
-    failures = ", ".join(f"{k}: {v}" for k, v in s["failures"].items()) or "none"
-    calls = ", ".join(f"{k}: {v}" for k, v in sorted(s["calls"].items())) or "none yet"
-    webhook = (
-        f"{e(s['webhook_url'])} ({'signed with a JWT' if s['signed'] else 'NOT signed: no jwt_key'}; "
-        f"events {e(', '.join(s['webhook_events']))})"
-        if s["webhook_url"]
-        else "none set"
-    )
-    return f"""<!DOCTYPE html>
-<html lang="en">
-<head><meta charset="utf-8"><title>STAND-IN Evolution API</title></head>
-<body style="font-family:sans-serif;max-width:64em;margin:1em auto">
-<h1 style="background:#b00;color:#fff;padding:.5em">STAND-IN Evolution API: nothing is sent to WhatsApp</h1>
-<p>API: <code>{e(standin.url)}</code>, instance <code>{e(standin.session)}</code></p>
-<h2>State</h2>
-<ul>
-<li>Session: <strong>{e(s["state"])}</strong> (saved: {e(s["saved"])}; reason code: {e(str(s["reason"]))}; login stored: {"yes" if s["linked"] else "no"})</li>
-<li>QR: <code>{e(s["qr"] or "none")}</code>; pairing code: <code>{e(s["pairing_code"] or "none")}</code></li>
-<li>Account: +{e(s["owner"])} ({e(s["owner_name"])})</li>
-<li>sendText mode: <strong>{e(s["send_mode"])}</strong>; queued: {e(", ".join(s["queued"]) or "none")}; echo: {e(s["echo_mode"])}</li>
-<li>Webhook: {webhook}; {"webhooks are LOST on purpose" if s["lose_webhooks"] else "webhooks are posted"}</li>
-<li>Failing routes: {e(failures)}</li>
-<li>Calls: {e(calls)}</li>
-</ul>
-<h2>Session</h2>
-<p>{form("state", f'<select name="state">{options(STATES, s["state"])}</select> reason <input name="reason" size="4" placeholder="401"> ', "Set the state")}
-{form("show-qr", "", "Show a new QR")} {form("scan", "", "Scan it: open")} {form("qr-limit", "", "QR code limit reached")}</p>
-<p>{form("account", '<input name="number" placeholder="923009876543"> <input name="name" placeholder="Shop name"> ', "Set the account")}</p>
-<h2>Sends and webhooks</h2>
-<p>{form("send-mode", f'<select name="mode">{options(tuple(m for m in SEND_MODES if m != "down"), s["send_mode"])}</select> ', "Set the sendText mode")}
-{form("echo-mode", f'<select name="mode">{options(ECHO_MODES, s["echo_mode"])}</select> ', "Set the echo")}
-{form("lose-webhooks", f'<label><input type="checkbox" name="lose"{" checked" if s["lose_webhooks"] else ""}> lose webhooks</label> ', "Set")}</p>
-<h2>A customer writes</h2>
-{form("customer-message", f'<input name="sender" value="{DEFAULT_CUSTOMER}"> <input name="name" value="{e(DEFAULT_CUSTOMER_NAME)}"> <input name="text" size="40"> <select name="media"><option value="">text</option>{options(MEDIA_KINDS, "")}</select> ', "Add")}
-<h2>Someone answers from the phone</h2>
-{form("phone-answer", f'<input name="chat" value="{DEFAULT_CUSTOMER}"> <input name="text" size="40"> ', "Answer")}
-<h2>A sent message is not delivered after all</h2>
-{form("fail-delivery", '<input name="gateway_id" size="30" placeholder="3EB0..."> ', "Fail it (status ERROR)")}
-<h2>Last sends (newest first)</h2>
-<table border="1" cellpadding="4"><tr><th>To</th><th>Text</th><th>Mode</th><th>Message id</th><th>Would be delivered</th></tr>
-{sends}</table>
-<h2>Chat store (newest first)</h2>
-<table border="1" cellpadding="4"><tr><th>Id</th><th>Chat</th><th>From</th><th>Type</th><th>Text</th></tr>
-{stored}</table>
-<h2>Webhooks posted (newest first)</h2>
-<table border="1" cellpadding="4"><tr><th>Event</th><th>To</th><th>Answer</th></tr>
-{posts}</table>
-</body>
-</html>
-"""
-
-
-def _shown_text(message: dict[str, Any]) -> str:
-    for key in ("conversation",):
-        if isinstance(message.get(key), str):
-            return message[key]
-    for value in message.values():
-        if isinstance(value, dict) and isinstance(value.get("caption"), str):
-            return value["caption"]
-    return ""
-
-
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        description="Stand-in for the Evolution API: speaks its API, sends NOTHING to WhatsApp."
+    parser = command_line(
+        "Stand-in for the Evolution API: speaks its API, sends NOTHING to WhatsApp.", port=8080
     )
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8080)
-    parser.add_argument("--api-key", required=True, help="the apikey it takes (GATEWAY_API_KEY)")
+    add_webhook_options(
+        parser,
+        api_key="the apikey it takes (GATEWAY_API_KEY)",
+        webhook_url="where to post its webhooks",
+        webhook_secret="the webhook's jwt_key (GATEWAY_WEBHOOK_SECRET)",
+    )
     parser.add_argument("--instance", default="default", help="the instance name (GATEWAY_SESSION)")
-    parser.add_argument("--webhook-url", default=None, help="where to post its webhooks")
-    parser.add_argument(
-        "--webhook-secret", default="", help="the webhook's jwt_key (GATEWAY_WEBHOOK_SECRET)"
-    )
-    parser.add_argument(
-        "--show-qr", action="store_true", help="start waiting for a QR scan (a fresh instance)"
-    )
+    add_show_qr(parser, "start waiting for a QR scan (a fresh instance)")
     args = parser.parse_args(argv)
     standin = EvolutionStandin(
         args.port,
-        api_key=args.api_key,
-        webhook_url=args.webhook_url,
-        webhook_secret=args.webhook_secret,
         session=args.instance,
-        host=args.host,
-        announce=True,
         logged_in=not args.show_qr,
+        **webhook_standin_options(args),
     )
-    standin.start()
-    print(
-        f"STAND-IN Evolution API on {standin.url} (instance {standin.session}) - messages are "
-        f"printed here, never sent to WhatsApp.\nControl page: {standin.control_url}\nCtrl-C stops it.",
-        flush=True,
-    )
-    try:
-        standin.serve_forever()
-    except KeyboardInterrupt:
-        print("STAND-IN Evolution API stopped.", file=sys.stderr)
+    serve(standin, "STAND-IN Evolution API", f" (instance {standin.session})")
 
 
 if __name__ == "__main__":

@@ -5,6 +5,10 @@ Run it where no real WAHA runs (``GATEWAY_URL=http://127.0.0.1:3000``)::
     python -m statecore.whatsapp.standin_waha --port 3000 --api-key K \\
         --webhook-url http://127.0.0.1:8000/gateway/webhook --webhook-secret S [--show-qr]
 
+Without ``--api-key`` and ``--webhook-secret`` it reads ``GATEWAY_API_KEY`` and
+``GATEWAY_WEBHOOK_SECRET`` from its environment, so no secret need stand on a
+command line (``ps`` shows those to anyone on the machine).
+
 Every route the waha adapter uses answers as GATEWAY.md section 2 says the
 real one does (paths, status codes, bodies, the `X-Api-Key` check and its
 401), for the engine chosen (WEBJS, NOWEB, GOWS: their send answers and
@@ -14,7 +18,9 @@ the global webhook given here (like `WHATSAPP_HOOK_URL`) and to every webhook
 in the session's config. Every send is printed, labelled STAND-IN, and nothing
 reaches WhatsApp. A person steers it from the control page at ``/_standin/``;
 tests steer the same class through its methods (``tests/fake_waha.py``), so
-the stand-in and the tests cannot drift apart.
+the stand-in and the tests cannot drift apart. The server itself (its life,
+send modes, records, webhook posting, control page plumbing) is
+``standin_server``'s, shared by every stand-in.
 
 What a send mode means for ``SendCall.delivered`` (would a customer have got
 it?): ``"ok"`` delivers while the session is WORKING and otherwise answers
@@ -32,7 +38,6 @@ after it, or never.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import copy
 import hashlib
@@ -41,20 +46,45 @@ import html
 import io
 import json
 import os
-import secrets
-import sys
-import threading
 import time
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import httpx
+
+from .standin_server import (
+    ECHO_MODES,
+    StandinHandler,
+    WebhookStandin,
+    add_show_qr,
+    add_webhook_options,
+    bullets,
+    button,
+    check,
+    command_line,
+    counted,
+    describe_error,
+    iso_z,
+    js_json,
+    knob,
+    new_inbound_id,
+    new_qr_string,
+    new_sent_id,
+    page,
+    post,
+    select,
+    send_mode_form,
+    serve,
+    table,
+    text_field,
+    webhook_standin_options,
+    yes_no,
+)
 
 # What /api/sendText can be told to do. "down" is server-wide: the port stops listening.
 SEND_MODES = (
@@ -94,7 +124,6 @@ STATUSES = (
     "PASSKEY_CONFIRMATION_REQUIRED",
 )
 ENGINES = ("WEBJS", "NOWEB", "GOWS")
-ECHO_MODES = ("before_answer", "after_answer", "never")
 # A customer's message kinds add_customer_message can make (None: text).
 MEDIA_KINDS = ("image", "video", "ptt", "audio", "document", "sticker", "location")
 # What the global webhook subscribes to unless told otherwise (the adapter's plan).
@@ -110,7 +139,6 @@ NOWEB_STORE_ERROR = (
     "Read more: https://waha.devlike.pro/docs/engines/noweb#store"
 )
 ACK_NAMES = {-1: "ERROR", 0: "PENDING", 1: "SERVER", 2: "DEVICE", 3: "READ", 4: "PLAYED"}
-CONTROL_PATH = "/_standin"
 # How long a knob waits for its webhook to be answered.
 POST_TIMEOUT = 15.0
 
@@ -144,9 +172,8 @@ class WebhookPost:
 # --- the bodies WAHA sends --------------------------------------------------------------
 
 
-def serialize(body: object) -> bytes:
-    """JSON as JavaScript's JSON.stringify writes it: compact, UTF-8, nothing escaped."""
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+# WAHA's webhook bodies and answers are JSON.stringify's.
+serialize = js_json
 
 
 def sign(body: bytes, secret: str) -> dict[str, str]:
@@ -439,23 +466,6 @@ def new_event_id() -> str:
     return "evt_" + _ulid()
 
 
-def new_sent_id() -> str:
-    """A sent message's short id as WhatsApp Web clients make them (3EB0 + hex)."""
-    return "3EB0" + secrets.token_hex(8).upper()
-
-
-def new_inbound_id() -> str:
-    """A customer's message id as phones make them (an iPhone's 3A + hex)."""
-    return "3A" + secrets.token_hex(9).upper()
-
-
-def new_qr_string() -> str:
-    """A made-up QR payload shaped like WhatsApp Web's: ref, noise key, identity key, secret."""
-    ref = base64.b64encode(os.urandom(63)).decode()
-    keys = (base64.b64encode(os.urandom(32)).decode() for _ in range(3))
-    return "2@" + ref + "," + ",".join(keys)
-
-
 def _ulid() -> str:
     """A lower-case ULID: 48 bits of milliseconds and 80 random bits, Crockford base 32."""
     value = (_now_ms() << 80) | int.from_bytes(os.urandom(10), "big")
@@ -476,13 +486,23 @@ def _now_ms() -> int:
 # --- the stand-in -----------------------------------------------------------------------
 
 
-class WahaStandin:
+class WahaStandin(WebhookStandin):
     """An HTTP server on ``host:port`` answering like WAHA, one session (``session``).
 
     ``port=0`` picks a free port; ``url`` is the ``GATEWAY_URL`` to use. It starts
     WORKING (linked to DEFAULT_ACCOUNT); ``logged_in=False`` starts showing a QR.
     Thread-safe: knobs can be turned and records read while requests run.
     """
+
+    kind = "waha"
+    label = "STAND-IN WAHA"
+    send_modes = SEND_MODES
+    failing_routes = FAILING_ROUTES
+    failure_modes = FAILURE_MODES
+    check_word = "value"
+    echo_said = "echoes of our sends: {}"
+    # WAHA's queue goes with its process: what was not posted yet is dropped.
+    finish_posts_on_stop = False
 
     def __init__(
         self,
@@ -500,35 +520,21 @@ class WahaStandin:
         wait_seconds: float = 0.0,
     ) -> None:
         _check(engine, ENGINES)
-        self.host = host
-        self.port = port
+        super().__init__(host, port, handler=_Handler, announce=announce, hang_seconds=hang_seconds)
         self.api_key = api_key
         self.session = session
-        self.announce = announce
-        self.hang_seconds = hang_seconds
         # WAHA waits up to 5 s for the session to reach the status a route needs.
         self.wait_seconds = wait_seconds
         # The global webhook (WHATSAPP_HOOK_URL, _EVENTS, _HMAC_KEY); plain knobs.
         self.webhook_url = webhook_url
         self.webhook_secret = webhook_secret
         self.webhook_events: tuple[str, ...] = DEFAULT_HOOK_EVENTS
-        # A webhook that never came: events are kept in the chats but not posted.
-        self.lose_webhooks = False
         # Some WAHA versions answered a send with 201 and no body.
         self.empty_201 = False
         # NOWEB lists a chat's messages only with its store on (off by default in WAHA).
         self.noweb_store = False
         self.pairing_code = DEFAULT_PAIRING_CODE
         self._engine = engine
-        self._echo_mode = "before_answer"
-        self._lock = threading.RLock()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-        self._poster: ThreadPoolExecutor | None = None
-        self._down = False
-        # Set when the server goes down or stops, so hanging handlers return at once.
-        self._release = threading.Event()
-        self._stopped = threading.Event()
         self._account = dict(DEFAULT_ACCOUNT)
         self._me: dict[str, Any] | None = dict(DEFAULT_ACCOUNT) if logged_in else None
         self._status = "WORKING" if logged_in else "SCAN_QR_CODE"
@@ -537,79 +543,11 @@ class WahaStandin:
             [{"status": self._status, "timestamp": _now_ms()}], maxlen=3
         )
         self._config: dict[str, Any] | None = None
-        self._failures: dict[str, str | None] = dict.fromkeys(FAILING_ROUTES)
-        self._send_mode = "ok"
-        self._queued: deque[str] = deque()
-        self._sends: list[SendCall] = []
-        self._calls: Counter[str] = Counter()
         self._chats: dict[str, list[dict[str, Any]]] = {}
         # A hidden contact's @lid chat -> their @c.us chat, where the engine knows it.
         self._aliases: dict[str, str] = {}
         self._posts: list[WebhookPost] = []
         self._pairing_requests: list[str] = []
-
-    # -- life -------------------------------------------------------------
-
-    @property
-    def url(self) -> str:
-        """The base URL to use as ``GATEWAY_URL``."""
-        return f"http://{self.host}:{self.port}"
-
-    @property
-    def control_url(self) -> str:
-        """The control page for a person."""
-        return f"http://{self.host}:{self.port}{CONTROL_PATH}/"
-
-    def start(self) -> WahaStandin:
-        """Start listening (in a background thread); returns self."""
-        with self._lock:
-            self._stopped.clear()
-            if self._poster is None:
-                self._poster = ThreadPoolExecutor(1, thread_name_prefix="standin-waha-webhook")
-            if self._server is None and not self._down:
-                self._listen()
-        return self
-
-    def stop(self) -> None:
-        """Stop listening, release any hanging request, stop posting webhooks."""
-        with self._lock:
-            self._close()
-            self._down = False
-            poster, self._poster = self._poster, None
-            self._stopped.set()
-        if poster is not None:
-            poster.shutdown(wait=True, cancel_futures=True)
-
-    def serve_forever(self) -> None:
-        """Serve until stop() or Ctrl-C (the command-line use)."""
-        self.start()
-        try:
-            while not self._stopped.wait(0.5):
-                pass
-        finally:
-            self.stop()
-
-    def _listen(self) -> None:
-        self._release = threading.Event()
-        self._server = _Server((self.host, self.port), _Handler, self)
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"standin-waha-{self.port}",
-            daemon=True,
-        )
-        self._thread.start()
-
-    def _close(self) -> None:
-        self._release.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
 
     # -- the session --------------------------------------------------------
 
@@ -646,16 +584,6 @@ class WahaStandin:
         _check(value, ENGINES)
         self._engine = value
         self._say(f"engine is now {value}")
-
-    @property
-    def echo_mode(self) -> str:
-        return self._echo_mode
-
-    @echo_mode.setter
-    def echo_mode(self, value: str) -> None:
-        _check(value, ECHO_MODES)
-        self._echo_mode = value
-        self._say(f"echoes of our sends: {value}")
 
     def set_status(self, status: str, *, data: dict[str, Any] | None = None) -> None:
         """The session turns ``status`` (posting `session.status`): SCAN_QR_CODE shows a
@@ -707,60 +635,9 @@ class WahaStandin:
         with self._lock:
             return list(self._pairing_requests)
 
-    # -- failures of the other routes -------------------------------------------
-
     def set_failure(self, route: str, mode: str | None) -> None:
         """``route`` (in FAILING_ROUTES) fails as ``mode`` (FAILURE_MODES), or answers with None."""
-        _check(route, FAILING_ROUTES)
-        if mode is not None:
-            _check(mode, FAILURE_MODES)
-        with self._lock:
-            self._failures[route] = mode
-        self._say(f"{route} {'fails: ' + mode if mode else 'answers normally'}")
-
-    # -- sends -------------------------------------------------------------------
-
-    def set_send_mode(self, mode: str) -> None:
-        """Make every later send behave as ``mode`` (one of SEND_MODES).
-
-        ``"down"`` closes the listening socket, so every call meets "connection
-        refused"; any other mode brings it back on the same port."""
-        _check(mode, SEND_MODES)
-        with self._lock:
-            self._send_mode = mode
-            if mode == "down" and not self._down:
-                self._close()
-                self._down = True
-            elif mode != "down" and self._down:
-                self._down = False
-                self._listen()
-        self._say(f"send mode is now {mode}")
-
-    def queue_send_modes(self, *modes: str) -> None:
-        """Answer the next sends with these modes, one per call, then the set mode."""
-        for mode in modes:
-            # "down" cannot be one call's answer: a refused connection never reaches a handler.
-            _check(mode, tuple(m for m in SEND_MODES if m != "down"))
-        with self._lock:
-            self._queued.extend(modes)
-        self._say(f"next sends: {', '.join(modes)}")
-
-    @property
-    def sends(self) -> list[SendCall]:
-        """Every send that got past the key and body checks, oldest first (a copy)."""
-        with self._lock:
-            return list(self._sends)
-
-    def delivered(self) -> list[SendCall]:
-        """Only the sends a customer would have received, oldest first."""
-        with self._lock:
-            return [call for call in self._sends if call.delivered]
-
-    def calls(self) -> Counter[str]:
-        """Requests per route: "session", "me", "qr", "request_code", "send",
-        "chat_messages", "restart", "logout", "start", "stop", "update"."""
-        with self._lock:
-            return Counter(self._calls)
+        self._set_failure(route, mode)
 
     # -- what happens on WhatsApp --------------------------------------------------
 
@@ -901,12 +778,7 @@ class WahaStandin:
     def _submit(
         self, event: str, url: str, raw: bytes, key: str, custom: list[dict[str, Any]]
     ) -> Future[WebhookPost]:
-        with self._lock:
-            if self._poster is None:
-                # Stopped (or never started): knobs still work, posting from a fresh thread.
-                self._poster = ThreadPoolExecutor(1, thread_name_prefix="standin-waha-webhook")
-            poster = self._poster
-        return poster.submit(self._post, event, url, raw, key, custom)
+        return self._poster.submit(self._post, event, url, raw, key, custom)
 
     def _post(
         self, event: str, url: str, raw: bytes, key: str, custom: list[dict[str, Any]]
@@ -915,22 +787,15 @@ class WahaStandin:
         headers.update({h["name"]: h["value"] for h in custom if "name" in h and "value" in h})
         headers.update(sign(raw, key))
         try:
-            response = httpx.post(url, content=raw, headers=headers, timeout=10, trust_env=False)
-            post = WebhookPost(event, url, response.status_code)
+            posted = WebhookPost(event, url, post(url, raw, headers).status_code)
         except httpx.HTTPError as exc:
-            post = WebhookPost(event, url, 0, f"{type(exc).__name__}: {exc}")
+            posted = WebhookPost(event, url, 0, describe_error(exc))
         with self._lock:
-            self._posts.append(post)
-        self._say(f"webhook {event} -> {url}: {post.status or post.error}")
-        return post
+            self._posts.append(posted)
+        self._say(f"webhook {event} -> {url}: {posted.status or posted.error}")
+        return posted
 
     # -- used by the handler ------------------------------------------------------------
-
-    def _count(self, route: str) -> str | None:
-        """Count a call; return the failure it must meet, if any."""
-        with self._lock:
-            self._calls[route] += 1
-            return self._failures.get(route)
 
     def _me_id(self) -> str:
         with self._lock:
@@ -954,7 +819,7 @@ class WahaStandin:
     def _send(self, chat: str, text: str) -> tuple[SendCall, dict[str, Any] | None]:
         """Decide and record one send that passed the key and body checks."""
         with self._lock:
-            mode = self._queued.popleft() if self._queued else self._send_mode
+            mode = self._next_send_mode()
             delivered = (mode == "ok" and self._status == "WORKING") or mode in DELIVERING_FAILURES
             payload = None
             if delivered:
@@ -970,12 +835,8 @@ class WahaStandin:
             gateway_id = payload["id"].split("_")[2] if payload else ""
             call = SendCall(chat, text, mode, gateway_id, delivered)
             self._sends.append(call)
-        if delivered and self.announce:
-            print(
-                f"STAND-IN WAHA, nothing sent to WhatsApp: to {chat} -> {gateway_id}"
-                f" (answered as {mode})\n    {text!r}",
-                flush=True,
-            )
+        if delivered:
+            self._announce_send(chat, gateway_id, mode, text)
         return call, payload
 
     def _chat_messages(self, chat: str, query: dict[str, str]) -> list[dict[str, Any]]:
@@ -1040,53 +901,279 @@ class WahaStandin:
                 for h in (self._config or {}).get("webhooks") or []
             ]
             return {
+                **self._shared_page_state(),
                 "status": self._status,
                 "qr": self._qr,
                 "me": dict(self._me) if self._me else None,
                 "account": dict(self._account),
                 "engine": self._engine,
-                "send_mode": self._send_mode,
-                "queued": list(self._queued),
-                "echo_mode": self._echo_mode,
                 "empty_201": self.empty_201,
-                "lose_webhooks": self.lose_webhooks,
                 "webhook_url": self.webhook_url or "",
                 "signed": bool(self.webhook_secret),
                 "webhook_events": list(self.webhook_events),
                 "session_hooks": hooks,
-                "failures": {k: v for k, v in self._failures.items() if v},
-                "sends": list(self._sends[-20:]),
                 "messages": [m for c in self._chats.values() for m in c][-20:],
                 "posts": list(self._posts[-20:]),
-                "calls": Counter(self._calls),
             }
 
-    def _say(self, text: str) -> None:
-        if self.announce:
-            print(f"STAND-IN WAHA: {text}", flush=True)
+
+def _send_answer(engine: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """What /api/sendText answers (201) on each engine for the message just sent."""
+    # The message's id is `true_<chat>_<short id>` on every engine.
+    _, chat, short = payload["id"].split("_")[:3]
+    if engine == "WEBJS":
+        # whatsapp-web.js's Message object, as JSON.
+        return {
+            "_data": payload["_data"],
+            "id": payload["_data"]["id"],
+            "ack": 0,
+            "hasMedia": False,
+            "body": payload["body"],
+            "type": "chat",
+            "timestamp": payload["timestamp"],
+            "from": payload["from"],
+            "to": chat,
+            "deviceType": "web",
+            "isForwarded": False,
+            "forwardingScore": 0,
+            "isStatus": False,
+            "isStarred": False,
+            "fromMe": True,
+            "hasQuotedMsg": False,
+            "hasReaction": False,
+            "vCards": [],
+            "mentionedIds": [],
+            "groupMentions": [],
+            "isGif": False,
+            "links": [],
+        }
+    key = {"remoteJid": _jid(chat), "fromMe": True, "id": short}
+    if engine == "NOWEB":
+        # Baileys' WebMessageInfo as sendMessage returns it.
+        return {
+            "key": key,
+            "message": {"extendedTextMessage": {"text": payload["body"]}},
+            "messageTimestamp": str(payload["timestamp"]),
+            "status": "PENDING",
+        }
+    return {
+        "key": key,
+        "message": {"conversation": payload["body"]},
+        "messageTimestamp": payload["timestamp"],
+        "status": "PENDING",
+    }
+
+
+def _config_problems(body: object, config: object) -> list[str]:
+    """class-validator's complaints about a session update, as WAHA lists them."""
+    if not isinstance(body, dict):
+        return ["body must be an object"]
+    if config is None:
+        return []
+    if not isinstance(config, dict):
+        return ["config must be an object"]
+    hooks = config.get("webhooks")
+    if hooks is None:
+        return []
+    if not isinstance(hooks, list):
+        return ["config.webhooks must be an array"]
+    problems = []
+    for index, hook in enumerate(hooks):
+        if not isinstance(hook, dict):
+            problems.append(f"config.webhooks.{index} must be an object")
+            continue
+        if not isinstance(hook.get("url"), str):
+            problems.append(f"config.webhooks.{index}.url must be a string")
+        if not isinstance(hook.get("events"), list):
+            problems.append(f"config.webhooks.{index}.events must be an array")
+        hmac_config = hook.get("hmac")
+        if hmac_config is not None and not isinstance(hmac_config, dict):
+            problems.append(f"config.webhooks.{index}.hmac must be an object")
+    return problems
+
+
+def _png(text: str) -> bytes:
+    import segno
+
+    buffer = io.BytesIO()
+    segno.make(text or "-", error="l").save(buffer, kind="png", scale=4)
+    return buffer.getvalue()
+
+
+# -- the control page -------------------------------------------------------------------
+
+
+def _act_customer_message(standin: WahaStandin, form: dict[str, str]) -> None:
+    standin.add_customer_message(
+        form.get("text", ""),
+        sender=form.get("sender") or "923001234567",
+        name=form.get("name") or "Ayesha Khan",
+        media=form.get("media") or None,
+    )
+
+
+def _act_fail_delivery(standin: WahaStandin, form: dict[str, str]) -> None:
+    if not form.get("gateway_id"):
+        raise ValueError("which message? give its gateway id")
+    standin.fail_delivery(form["gateway_id"])
+
+
+_ACTIONS: dict[str, Callable[[WahaStandin, dict[str, str]], object]] = {
+    "status": lambda standin, form: standin.set_status(form.get("status", "")),
+    "show-qr": lambda standin, form: standin.show_qr(),
+    "scan": lambda standin, form: standin.scan(),
+    "engine": lambda standin, form: setattr(standin, "engine", form.get("engine", "")),
+    "empty-201": lambda standin, form: setattr(standin, "empty_201", form.get("value") == "on"),
+    "lose-webhooks": lambda standin, form: setattr(
+        standin, "lose_webhooks", form.get("value") == "on"
+    ),
+    "echo-mode": lambda standin, form: setattr(standin, "echo_mode", form.get("mode", "")),
+    "send-mode": lambda standin, form: standin.set_send_mode_from_page(form.get("mode", "")),
+    "customer-message": _act_customer_message,
+    "phone-answer": lambda standin, form: standin.answer_from_phone(
+        form.get("text", ""), form.get("chat") or "923001234567@c.us"
+    ),
+    "fail-delivery": _act_fail_delivery,
+    "account": lambda standin, form: standin.set_account(
+        form.get("number") or None, form.get("name") or None
+    ),
+    "webhook-url": lambda standin, form: setattr(standin, "webhook_url", form.get("url") or None),
+}
+
+
+def _toggle(action: str, label: str, value: bool) -> str:
+    return f"{html.escape(label)}: <strong>{'on' if value else 'off'}</strong> " + button(
+        action, "turn off" if value else "turn on", value="off" if value else "on"
+    )
+
+
+def _render_page(standin: WahaStandin) -> str:
+    """The control page: every value escaped, every control a plain form (no JavaScript).
+    Never the API key, the webhook secret or a configured webhook's HMAC key."""
+    state = standin._state_for_page()
+    e = html.escape
+    me = state["me"]
+    account = f"{me['id']} ({me['pushName']})" if me else "none (logged out)"
+    failures = ", ".join(f"{k}: {v}" for k, v in state["failures"].items()) or "none"
+    hooks = "; ".join(
+        f"{h['url']} ({', '.join(map(str, h['events']))})" for h in state["session_hooks"]
+    )
+    shown = bullets(
+        f"Session: <strong>{e(state['status'])}</strong>; engine {e(state['engine'])}",
+        f"QR: <code>{e(state['qr'] or 'none')}</code>",
+        f"Account: {e(account)}",
+        f"Send mode: <strong>{e(state['send_mode'])}</strong>; "
+        f"queued: {e(', '.join(state['queued']) or 'none')};\n"
+        f"echoes: {e(state['echo_mode'])}",
+        f"Webhook: {e(state['webhook_url'] or 'none')} "
+        f"({'signed' if state['signed'] else 'not signed'};\n"
+        f"events {e(', '.join(state['webhook_events']))}); "
+        f"session webhooks: {e(hooks or 'none')}",
+        f"Failing routes: {e(failures)}",
+        f"Calls: {e(counted(state['calls']))}",
+    )
+    session = "\n".join(
+        (
+            knob("status", "Set", select("status", STATUSES, state["status"], label="Status")),
+            f"<p>{button('show-qr', 'Log out: show a QR')} "
+            f"{button('scan', 'Scan the QR: working')}</p>",
+            knob("engine", "Set", select("engine", ENGINES, state["engine"], label="Engine")),
+            knob(
+                "account",
+                "Set",
+                text_field(
+                    "number", state["account"]["id"].partition("@")[0], label="Account number"
+                ),
+                text_field("name", state["account"]["pushName"], label="Name"),
+            ),
+        )
+    )
+    sends = "\n".join(
+        (
+            send_mode_form(SEND_MODES, state["send_mode"]),
+            knob("echo-mode", "Set", select("mode", ECHO_MODES, state["echo_mode"], label="Echo")),
+            f"<p>{_toggle('empty-201', 'Answer a send with an empty 201', state['empty_201'])}</p>",
+        )
+    )
+    webhooks = "\n".join(
+        (
+            knob(
+                "webhook-url",
+                "Set",
+                text_field("url", state["webhook_url"], label="Post to", size=50),
+            ),
+            "<p>"
+            + _toggle(
+                "lose-webhooks", "Lose webhooks (kept in the chats only)", state["lose_webhooks"]
+            )
+            + "</p>",
+        )
+    )
+    customer = knob(
+        "customer-message",
+        "Add",
+        text_field("sender", "923001234567", label="From"),
+        text_field("name", "Ayesha Khan", label="Name"),
+        text_field("text", label="Text", size=40),
+        select("media", MEDIA_KINDS, label="Media", blank="none"),
+    )
+    phone = knob(
+        "phone-answer",
+        "Answer",
+        text_field("chat", "923001234567@c.us", label="To"),
+        text_field("text", label="Text", size=40),
+    )
+    fail = knob("fail-delivery", "Fail it", text_field("gateway_id", label="Gateway id"))
+    sent = table(
+        ("To", "Text", "Mode", "Gateway id", "Would be delivered"),
+        [
+            (c.chat_id, c.text, c.mode, c.gateway_id, yes_no(c.delivered))
+            for c in reversed(state["sends"])
+        ],
+    )
+    chats = table(
+        ("Id", "From", "Who", "Text"),
+        [
+            (m["id"], m["from"], "us" if m["fromMe"] else "customer", m.get("body") or "")
+            for m in reversed(state["messages"])
+        ],
+    )
+    posts = table(
+        ("Event", "To", "Answer"),
+        [(p.event, p.url, p.status or p.error) for p in reversed(state["posts"])],
+    )
+    body = f"""<p>API: <code>{e(standin.url)}</code>, session <code>{e(standin.session)}</code></p>
+<h2>State</h2>
+{shown}
+<h2>Session</h2>
+{session}
+<h2>Sends</h2>
+{sends}
+<h2>Webhooks</h2>
+{webhooks}
+<h2>A customer writes</h2>
+{customer}
+<h2>Someone answers on the phone</h2>
+{phone}
+<h2>A sent message fails later</h2>
+{fail}
+<h2>Last sends (newest first)</h2>
+{sent}
+<h2>Chats (newest first)</h2>
+{chats}
+<h2>Webhooks posted (newest first)</h2>
+{posts}
+"""
+    return page("STAND-IN WAHA", "STAND-IN WAHA: nothing is sent to WhatsApp", body, width="64em")
 
 
 # -- the HTTP side ---------------------------------------------------------------
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    # socketserver's default backlog of 5 drops bursts of connections (a 1 s SYN retry each).
-    request_queue_size = 511
-
-    def __init__(self, address: tuple[str, int], handler: type, standin: WahaStandin) -> None:
-        self.standin = standin
-        self.release = standin._release
-        super().__init__(address, handler)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
+class _Handler(StandinHandler):
     server_version = "StandinWAHA/1"
-
-    @property
-    def standin(self) -> WahaStandin:
-        return self.server.standin
+    render = _render_page
+    actions = _ACTIONS
 
     # -- dispatch -------------------------------------------------------------
 
@@ -1104,8 +1191,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self, method: str) -> None:
         path = urlsplit(self.path).path
-        if path == CONTROL_PATH or path.startswith(CONTROL_PATH + "/"):
-            self._control(method, path[len(CONTROL_PATH) :].strip("/"))
+        control = self._control_path()
+        if control is not None:
+            self._control(method, control.strip("/"))
             return
         route = self._route(method, [unquote(p) for p in path.strip("/").split("/")])
         if route is None:
@@ -1349,37 +1437,26 @@ class _Handler(BaseHTTPRequestHandler):
             )
         self._json(404, {"statusCode": 404, "message": message, "error": "Not Found"})
 
-    def _fail(self, mode: str) -> None:
-        if mode == "error500":
-            # WAHA's AllExceptionsFilter for an error that is not an HttpException.
-            self._json(
-                500,
-                {
-                    "statusCode": 500,
-                    "timestamp": datetime.now(UTC)
-                    .isoformat(timespec="milliseconds")
-                    .replace("+00:00", "Z"),
-                    "exception": {
-                        "message": "stand-in error",
-                        "name": "Error",
-                        "stack": "Error: stand-in error",
-                    },
-                    "request": {"path": urlsplit(self.path).path, "method": self.command},
-                    "version": {"version": VERSION, "engine": self.standin.engine, "tier": "CORE"},
+    def _error500(self) -> None:
+        # WAHA's AllExceptionsFilter for an error that is not an HttpException.
+        self._json(
+            500,
+            {
+                "statusCode": 500,
+                "timestamp": iso_z(time.time()),
+                "exception": {
+                    "message": "stand-in error",
+                    "name": "Error",
+                    "stack": "Error: stand-in error",
                 },
-            )
-        elif mode == "garbage":
-            self._reply(200, b"<html><body>Gateway says hi</body></html>", "text/html")
-        elif mode == "drop":
-            self.close_connection = True  # hang up without a word
-        elif mode == "hang":
-            # Wait past any client timeout, but stop at once on shutdown or "down".
-            self.server.release.wait(self.standin.hang_seconds)
-            self.close_connection = True
+                "request": {"path": urlsplit(self.path).path, "method": self.command},
+                "version": {"version": VERSION, "engine": self.standin.engine, "tier": "CORE"},
+            },
+        )
 
     def _read_json(self) -> Any:
         """The JSON body, or None after answering NestJS's 400 for a broken one."""
-        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        raw = self._read_body()
         if "json" not in (self.headers.get("Content-Type") or "").lower() or not raw.strip():
             return {}
         try:
@@ -1393,337 +1470,40 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _control(self, method: str, action: str) -> None:
         if method == "GET" and action == "":
-            self._reply(200, _render_page(self.standin).encode(), "text/html; charset=utf-8")
-            return
-        if method != "POST":
+            self._control_page()
+        elif method != "POST":
             self._reply(405, b"use POST", "text/plain; charset=utf-8")
-            return
-        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        form = {k: v[0] for k, v in parse_qs(raw.decode("utf-8", errors="replace")).items()}
-        try:
-            _apply_control(self.standin, action, form)
-        except KeyError:
-            self._reply(404, b"no such control", "text/plain; charset=utf-8")
-            return
-        except ValueError as exc:
-            self._reply(400, html.escape(str(exc)).encode(), "text/plain; charset=utf-8")
-            return
-        self._reply(303, b"", "text/plain", {"Location": CONTROL_PATH + "/"})
-
-    # -- writing ---------------------------------------------------------------------------
-
-    def _json(self, code: int, data: object) -> None:
-        self._reply(code, serialize(data), "application/json; charset=utf-8")
-
-    def _reply(
-        self, code: int, body: bytes, content_type: str, headers: dict[str, str] | None = None
-    ) -> None:
-        self.send_response(code)
-        self.send_header("X-Powered-By", "Express")
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        # The dashboard asks for the session every few seconds: logging each call would
-        # bury the STAND-IN lines a person is looking for.
-        pass
-
-
-def _send_answer(engine: str, payload: dict[str, Any]) -> dict[str, Any]:
-    """What /api/sendText answers (201) on each engine for the message just sent."""
-    # The message's id is `true_<chat>_<short id>` on every engine.
-    _, chat, short = payload["id"].split("_")[:3]
-    if engine == "WEBJS":
-        # whatsapp-web.js's Message object, as JSON.
-        return {
-            "_data": payload["_data"],
-            "id": payload["_data"]["id"],
-            "ack": 0,
-            "hasMedia": False,
-            "body": payload["body"],
-            "type": "chat",
-            "timestamp": payload["timestamp"],
-            "from": payload["from"],
-            "to": chat,
-            "deviceType": "web",
-            "isForwarded": False,
-            "forwardingScore": 0,
-            "isStatus": False,
-            "isStarred": False,
-            "fromMe": True,
-            "hasQuotedMsg": False,
-            "hasReaction": False,
-            "vCards": [],
-            "mentionedIds": [],
-            "groupMentions": [],
-            "isGif": False,
-            "links": [],
-        }
-    key = {"remoteJid": _jid(chat), "fromMe": True, "id": short}
-    if engine == "NOWEB":
-        # Baileys' WebMessageInfo as sendMessage returns it.
-        return {
-            "key": key,
-            "message": {"extendedTextMessage": {"text": payload["body"]}},
-            "messageTimestamp": str(payload["timestamp"]),
-            "status": "PENDING",
-        }
-    return {
-        "key": key,
-        "message": {"conversation": payload["body"]},
-        "messageTimestamp": payload["timestamp"],
-        "status": "PENDING",
-    }
-
-
-def _config_problems(body: object, config: object) -> list[str]:
-    """class-validator's complaints about a session update, as WAHA lists them."""
-    if not isinstance(body, dict):
-        return ["body must be an object"]
-    if config is None:
-        return []
-    if not isinstance(config, dict):
-        return ["config must be an object"]
-    hooks = config.get("webhooks")
-    if hooks is None:
-        return []
-    if not isinstance(hooks, list):
-        return ["config.webhooks must be an array"]
-    problems = []
-    for index, hook in enumerate(hooks):
-        if not isinstance(hook, dict):
-            problems.append(f"config.webhooks.{index} must be an object")
-            continue
-        if not isinstance(hook.get("url"), str):
-            problems.append(f"config.webhooks.{index}.url must be a string")
-        if not isinstance(hook.get("events"), list):
-            problems.append(f"config.webhooks.{index}.events must be an array")
-        hmac_config = hook.get("hmac")
-        if hmac_config is not None and not isinstance(hmac_config, dict):
-            problems.append(f"config.webhooks.{index}.hmac must be an object")
-    return problems
-
-
-def _png(text: str) -> bytes:
-    import segno
-
-    buffer = io.BytesIO()
-    segno.make(text or "-", error="l").save(buffer, kind="png", scale=4)
-    return buffer.getvalue()
-
-
-# -- the control page -------------------------------------------------------------------
-
-
-def _apply_control(standin: WahaStandin, action: str, form: dict[str, str]) -> None:
-    """One form of the control page; KeyError for an unknown one, ValueError for a bad value."""
-    on = form.get("value") == "on"
-    if action == "status":
-        standin.set_status(form.get("status", ""))
-    elif action == "show-qr":
-        standin.show_qr()
-    elif action == "scan":
-        standin.scan()
-    elif action == "engine":
-        standin.engine = form.get("engine", "")
-    elif action == "empty-201":
-        standin.empty_201 = on
-    elif action == "lose-webhooks":
-        standin.lose_webhooks = on
-    elif action == "echo-mode":
-        standin.echo_mode = form.get("mode", "")
-    elif action == "send-mode":
-        if form.get("mode") == "down":
-            # It would take this page down with it, with no way back but a restart.
-            raise ValueError("'down' is not offered here: this page would go down too")
-        standin.set_send_mode(form.get("mode", ""))
-    elif action == "customer-message":
-        standin.add_customer_message(
-            form.get("text", ""),
-            sender=form.get("sender") or "923001234567",
-            name=form.get("name") or "Ayesha Khan",
-            media=form.get("media") or None,
-        )
-    elif action == "phone-answer":
-        standin.answer_from_phone(form.get("text", ""), form.get("chat") or "923001234567@c.us")
-    elif action == "fail-delivery":
-        if not form.get("gateway_id"):
-            raise ValueError("which message? give its gateway id")
-        standin.fail_delivery(form["gateway_id"])
-    elif action == "account":
-        standin.set_account(form.get("number") or None, form.get("name") or None)
-    elif action == "webhook-url":
-        standin.webhook_url = form.get("url") or None
-    else:
-        raise KeyError(action)
-
-
-def _render_page(standin: WahaStandin) -> str:
-    """The control page: every value escaped, every control a plain form (no JavaScript).
-    Never the API key, the webhook secret or a configured webhook's HMAC key."""
-    state = standin._state_for_page()
-    e = html.escape
-    me = state["me"]
-    account = f"{me['id']} ({me['pushName']})" if me else "none (logged out)"
-    calls = ", ".join(f"{k}: {v}" for k, v in sorted(state["calls"].items())) or "none yet"
-    failures = ", ".join(f"{k}: {v}" for k, v in state["failures"].items()) or "none"
-    hooks = "; ".join(
-        f"{h['url']} ({', '.join(map(str, h['events']))})" for h in state["session_hooks"]
-    )
-    sends = "".join(
-        f"<tr><td>{e(c.chat_id)}</td><td>{e(c.text)}</td><td>{e(c.mode)}</td>"
-        f"<td>{e(c.gateway_id)}</td><td>{'yes' if c.delivered else 'no'}</td></tr>"
-        for c in reversed(state["sends"])
-    )
-    messages = "".join(
-        f"<tr><td>{e(m['id'])}</td><td>{e(str(m['from']))}</td>"
-        f"<td>{'us' if m['fromMe'] else 'customer'}</td><td>{e(m.get('body') or '')}</td></tr>"
-        for m in reversed(state["messages"])
-    )
-    posts = "".join(
-        f"<tr><td>{e(p.event)}</td><td>{e(p.url)}</td><td>{e(str(p.status or p.error))}</td></tr>"
-        for p in reversed(state["posts"])
-    )
-
-    def options(values: tuple[str, ...], chosen: str) -> str:
-        return "".join(
-            f'<option value="{e(v)}"{" selected" if v == chosen else ""}>{e(v)}</option>'
-            for v in values
-        )
-
-    def button(action: str, label: str, **fields: str) -> str:
-        hidden = "".join(
-            f'<input type="hidden" name="{e(k)}" value="{e(v)}">' for k, v in fields.items()
-        )
-        return (
-            f'<form method="post" action="{CONTROL_PATH}/{action}" style="display:inline">'
-            f'{hidden}<button type="submit">{e(label)}</button></form>'
-        )
-
-    def toggle(action: str, label: str, value: bool) -> str:
-        return f"{e(label)}: <strong>{'on' if value else 'off'}</strong> " + button(
-            action, "turn off" if value else "turn on", value="off" if value else "on"
-        )
-
-    return f"""<!DOCTYPE html>
-<html lang="en">
-<head><meta charset="utf-8"><title>STAND-IN WAHA</title></head>
-<body style="font-family:sans-serif;max-width:64em;margin:1em auto">
-<h1 style="background:#b00;color:#fff;padding:.5em">STAND-IN WAHA: nothing is sent to WhatsApp</h1>
-<p>API: <code>{e(standin.url)}</code>, session <code>{e(standin.session)}</code></p>
-<h2>State</h2>
-<ul>
-<li>Session: <strong>{e(state["status"])}</strong>; engine {e(state["engine"])}</li>
-<li>QR: <code>{e(state["qr"] or "none")}</code></li>
-<li>Account: {e(account)}</li>
-<li>Send mode: <strong>{e(state["send_mode"])}</strong>; queued: {e(", ".join(state["queued"]) or "none")};
-echoes: {e(state["echo_mode"])}</li>
-<li>Webhook: {e(state["webhook_url"] or "none")} ({"signed" if state["signed"] else "not signed"};
-events {e(", ".join(state["webhook_events"]))}); session webhooks: {e(hooks or "none")}</li>
-<li>Failing routes: {e(failures)}</li>
-<li>Calls: {e(calls)}</li>
-</ul>
-<h2>Session</h2>
-<form method="post" action="{CONTROL_PATH}/status">
-<label>Status <select name="status">{options(STATUSES, state["status"])}</select></label>
-<button type="submit">Set</button></form>
-<p>{button("show-qr", "Log out: show a QR")} {button("scan", "Scan the QR: working")}</p>
-<form method="post" action="{CONTROL_PATH}/engine">
-<label>Engine <select name="engine">{options(ENGINES, state["engine"])}</select></label>
-<button type="submit">Set</button></form>
-<form method="post" action="{CONTROL_PATH}/account">
-<label>Account number <input name="number" value="{e(state["account"]["id"].partition("@")[0])}"></label>
-<label>Name <input name="name" value="{e(state["account"]["pushName"])}"></label>
-<button type="submit">Set</button></form>
-<h2>Sends</h2>
-<form method="post" action="{CONTROL_PATH}/send-mode">
-<label>Mode <select name="mode">{options(tuple(m for m in SEND_MODES if m != "down"), state["send_mode"])}</select></label>
-<button type="submit">Set</button></form>
-<form method="post" action="{CONTROL_PATH}/echo-mode">
-<label>Echo <select name="mode">{options(ECHO_MODES, state["echo_mode"])}</select></label>
-<button type="submit">Set</button></form>
-<p>{toggle("empty-201", "Answer a send with an empty 201", state["empty_201"])}</p>
-<h2>Webhooks</h2>
-<form method="post" action="{CONTROL_PATH}/webhook-url">
-<label>Post to <input name="url" size="50" value="{e(state["webhook_url"])}"></label>
-<button type="submit">Set</button></form>
-<p>{toggle("lose-webhooks", "Lose webhooks (kept in the chats only)", state["lose_webhooks"])}</p>
-<h2>A customer writes</h2>
-<form method="post" action="{CONTROL_PATH}/customer-message">
-<label>From <input name="sender" value="923001234567"></label>
-<label>Name <input name="name" value="Ayesha Khan"></label>
-<label>Text <input name="text" size="40"></label>
-<label>Media <select name="media"><option value="">none</option>{options(MEDIA_KINDS, "")}</select></label>
-<button type="submit">Add</button></form>
-<h2>Someone answers on the phone</h2>
-<form method="post" action="{CONTROL_PATH}/phone-answer">
-<label>To <input name="chat" value="923001234567@c.us"></label>
-<label>Text <input name="text" size="40"></label>
-<button type="submit">Answer</button></form>
-<h2>A sent message fails later</h2>
-<form method="post" action="{CONTROL_PATH}/fail-delivery">
-<label>Gateway id <input name="gateway_id"></label>
-<button type="submit">Fail it</button></form>
-<h2>Last sends (newest first)</h2>
-<table border="1" cellpadding="4"><tr><th>To</th><th>Text</th><th>Mode</th><th>Gateway id</th><th>Would be delivered</th></tr>
-{sends}</table>
-<h2>Chats (newest first)</h2>
-<table border="1" cellpadding="4"><tr><th>Id</th><th>From</th><th>Who</th><th>Text</th></tr>
-{messages}</table>
-<h2>Webhooks posted (newest first)</h2>
-<table border="1" cellpadding="4"><tr><th>Event</th><th>To</th><th>Answer</th></tr>
-{posts}</table>
-</body>
-</html>
-"""
+        else:
+            self._control_post(action)
 
 
 def _check(value: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ValueError(f"unknown value {value!r}; expected one of {', '.join(allowed)}")
+    check(value, allowed, "value")
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        description="Stand-in for WAHA: speaks its API and posts its webhooks, sends NOTHING to WhatsApp."
+    parser = command_line(
+        "Stand-in for WAHA: speaks its API and posts its webhooks, sends NOTHING to WhatsApp.",
+        port=3000,
     )
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=3000)
-    parser.add_argument("--api-key", required=True, help="the X-Api-Key it accepts")
-    parser.add_argument("--webhook-url", default=None, help="where it posts its events")
-    parser.add_argument("--webhook-secret", default="", help="the HMAC key it signs them with")
+    add_webhook_options(
+        parser,
+        api_key="the X-Api-Key it accepts",
+        webhook_url="where it posts its events",
+        webhook_secret="the HMAC key it signs them with",
+    )
     parser.add_argument("--session", default="default")
     parser.add_argument("--engine", default="WEBJS", choices=ENGINES)
-    parser.add_argument(
-        "--show-qr", action="store_true", help="start logged out, showing a QR (a fresh install)"
-    )
+    add_show_qr(parser, "start logged out, showing a QR (a fresh install)")
     args = parser.parse_args(argv)
     standin = WahaStandin(
         args.port,
-        api_key=args.api_key,
-        webhook_url=args.webhook_url,
-        webhook_secret=args.webhook_secret,
         session=args.session,
         engine=args.engine,
-        host=args.host,
-        announce=True,
         logged_in=not args.show_qr,
+        **webhook_standin_options(args),
     )
-    standin.start()
-    print(
-        f"STAND-IN WAHA on {standin.url} (session {standin.session}, {standin.engine}) - "
-        "messages are printed here, never sent to WhatsApp.\n"
-        f"Control page: {standin.control_url}\nCtrl-C stops it.",
-        flush=True,
-    )
-    try:
-        standin.serve_forever()
-    except KeyboardInterrupt:
-        print("STAND-IN WAHA stopped.", file=sys.stderr)
+    serve(standin, "STAND-IN WAHA", f" (session {standin.session}, {standin.engine})")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,8 @@ nothing reaches WhatsApp. A person steers it from the control page at
 ``/_standin/`` (show a QR, "scan" it, lose the connection, add a customer's
 message, make sends fail); tests steer the same class through its methods
 (``tests/fake_gateway.py`` wraps it in a fixture), so the stand-in and the
-tests cannot drift apart.
+tests cannot drift apart. The server itself (its life, send modes, records,
+control page plumbing) is ``standin_server``'s, shared by every stand-in.
 
 What a send mode means for ``SendCall.delivered`` (would a customer have got
 it?): ``"ok"`` delivers when the session is ready and answers 400 "not ready"
@@ -26,23 +27,35 @@ a duplicate. A failure that certainly sent nothing is ``"not_ready"`` or
 
 from __future__ import annotations
 
-import argparse
-import base64
 import html
 import json
-import os
 import re
-import secrets
-import sys
-import threading
 import time
-from collections import Counter, deque
-from collections.abc import Callable
+from collections import deque
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from .standin_server import (
+    Standin,
+    StandinHandler,
+    add_show_qr,
+    bullets,
+    button,
+    command_line,
+    counted,
+    iso_z,
+    knob,
+    new_inbound_id,
+    new_qr_string,
+    new_sent_id,
+    page,
+    send_mode_form,
+    serve,
+    table,
+    text_field,
+    yes_no,
+)
 
 # What /send can be told to do. "down" is server-wide: the port stops listening.
 SEND_MODES = ("ok", "not_ready", "send_failed", "error500", "hang", "garbage", "drop", "down")
@@ -58,7 +71,6 @@ MISSING_FIELDS_ERROR = "Missing required fields: number and message"
 # The best-known way whatsapp-web.js's sendMessage throws (2024): a real reason to reuse.
 DEFAULT_SEND_FAILURE = "Evaluation failed: Error: Lid is missing in chat table"
 DEFAULT_ACCOUNT = {"number": "923009876543", "name": "Stand-in shop", "platform": "android"}
-CONTROL_PATH = "/_standin"
 
 
 @dataclass(frozen=True)
@@ -77,13 +89,21 @@ class SendCall:
     delivered: bool
 
 
-class WwebjsStandin:
+class WwebjsStandin(Standin):
     """An HTTP server on ``host:port`` answering like the scripts' service under ``prefix``.
 
     ``port=0`` picks a free port; ``url`` is the ``api_endpoint`` to use.
     ``logged_in=False`` starts logged out, showing a QR, as a fresh install does.
     Thread-safe: knobs can be turned and records read while requests run.
     """
+
+    kind = "wwebjs"
+    label = "STAND-IN gateway"
+    send_modes = SEND_MODES
+    send_words = ("/send mode", "/send calls")
+    failure_modes = FAILURE_MODES
+    # One knob for the three /messages routes (list, mark processed, clear).
+    failure_groups = {"processed": "messages", "clear": "messages"}
 
     def __init__(
         self,
@@ -95,98 +115,20 @@ class WwebjsStandin:
         hang_seconds: float = 60.0,
         logged_in: bool = True,
     ) -> None:
-        self.host = host
-        self.port = port
+        super().__init__(host, port, handler=_Handler, announce=announce, hang_seconds=hang_seconds)
         self.prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
-        self.announce = announce
-        self.hang_seconds = hang_seconds
         # Read by the handler at each "send_failed"; a str assignment is atomic.
         self.send_failure_reason = DEFAULT_SEND_FAILURE
-        self._lock = threading.RLock()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-        self._down = False
-        # Set when the server goes down or stops, so hanging handlers return at once.
-        self._release = threading.Event()
-        # Set by stop(), so serve_forever() returns.
-        self._stopped = threading.Event()
         self._ready = logged_in
-        self._qr: str | None = None
+        self._qr: str | None = None if logged_in else new_qr_string()
         self._account = dict(DEFAULT_ACCOUNT)
-        self._failures: dict[str, str | None] = {"status": None, "info": None, "messages": None}
-        self._send_mode = "ok"
-        self._queued: deque[str] = deque()
-        self._sends: list[SendCall] = []
-        self._calls: Counter[str] = Counter()
         # The real buffer is an array trimmed to the last 100 on each push.
         self._buffer: deque[dict[str, Any]] = deque(maxlen=BUFFER_SIZE)
-        if not logged_in:
-            self._qr = new_qr_string()
-
-    # -- life -------------------------------------------------------------
 
     @property
     def url(self) -> str:
         """The base URL to use as ``api_endpoint``."""
-        return f"http://{self.host}:{self.port}{self.prefix}"
-
-    @property
-    def control_url(self) -> str:
-        """The control page for a person."""
-        return f"http://{self.host}:{self.port}{CONTROL_PATH}/"
-
-    def start(self) -> WwebjsStandin:
-        """Start listening (in a background thread); returns self."""
-        with self._lock:
-            self._stopped.clear()
-            if self._server is None and not self._down:
-                self._listen()
-        return self
-
-    def stop(self) -> None:
-        """Stop listening and release any hanging request."""
-        with self._lock:
-            self._close()
-            self._down = False
-            self._stopped.set()
-
-    def serve_forever(self) -> None:
-        """Serve until stop() or Ctrl-C (the command-line use).
-
-        The server runs in its background thread even here: "down" closes it
-        and another mode reopens it, which must not end the process.
-        """
-        self.start()
-        try:
-            while not self._stopped.wait(0.5):
-                pass
-        finally:
-            self.stop()
-
-    def _listen(self) -> None:
-        self._release = threading.Event()
-        # Binding the same port again after "down" relies on SO_REUSEADDR,
-        # which HTTPServer sets.
-        self._server = _Server((self.host, self.port), _Handler, self)
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            # shutdown() waits up to one poll interval; tests stop servers often.
-            kwargs={"poll_interval": 0.05},
-            name=f"standin-wwebjs-{self.port}",
-            daemon=True,
-        )
-        self._thread.start()
-
-    def _close(self) -> None:
-        self._release.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        return f"{self.origin}{self.prefix}"
 
     # -- the session --------------------------------------------------------
 
@@ -252,66 +194,15 @@ class WwebjsStandin:
 
     def set_status_failure(self, mode: str | None) -> None:
         """/status fails as ``mode`` (in ``FAILURE_MODES``), or answers again with None."""
-        self._set_failure("status", mode)
+        self._set_failure("status", mode, shown="/status")
 
     def set_info_failure(self, mode: str | None) -> None:
         """/info fails as ``mode`` (in ``FAILURE_MODES``), or answers again with None."""
-        self._set_failure("info", mode)
+        self._set_failure("info", mode, shown="/info")
 
     def set_messages_failure(self, mode: str | None) -> None:
         """All three /messages routes (list, mark processed, clear) fail as ``mode``, or None."""
-        self._set_failure("messages", mode)
-
-    def _set_failure(self, route: str, mode: str | None) -> None:
-        if mode is not None:
-            _check(mode, FAILURE_MODES)
-        with self._lock:
-            self._failures[route] = mode
-        self._say(f"/{route} {'fails: ' + mode if mode else 'answers normally'}")
-
-    # -- sends -------------------------------------------------------------------
-
-    def set_send_mode(self, mode: str) -> None:
-        """Make every later /send behave as ``mode`` (one of ``SEND_MODES``).
-
-        ``"down"`` closes the listening socket, so every call (/status too)
-        meets "connection refused"; any other mode brings it back on the same port.
-        """
-        _check(mode, SEND_MODES)
-        with self._lock:
-            self._send_mode = mode
-            if mode == "down" and not self._down:
-                self._close()
-                self._down = True
-            elif mode != "down" and self._down:
-                self._down = False
-                self._listen()
-        self._say(f"/send mode is now {mode}")
-
-    def queue_send_modes(self, *modes: str) -> None:
-        """Answer the next /send calls with these modes, one per call, then the set mode."""
-        for mode in modes:
-            # "down" cannot be one call's answer: a refused connection never reaches a handler.
-            _check(mode, tuple(m for m in SEND_MODES if m != "down"))
-        with self._lock:
-            self._queued.extend(modes)
-        self._say(f"next /send calls: {', '.join(modes)}")
-
-    @property
-    def sends(self) -> list[SendCall]:
-        """Every /send that got past the body checks, oldest first (a copy)."""
-        with self._lock:
-            return list(self._sends)
-
-    def delivered(self) -> list[SendCall]:
-        """Only the sends a customer would have received, oldest first."""
-        with self._lock:
-            return [call for call in self._sends if call.delivered]
-
-    def calls(self) -> Counter[str]:
-        """Requests per route: "status", "info", "send", "messages", "processed", "clear"."""
-        with self._lock:
-            return Counter(self._calls)
+        self._set_failure("messages", mode, shown="/messages")
 
     # -- inbound ---------------------------------------------------------------
 
@@ -349,7 +240,7 @@ class WwebjsStandin:
             "type": type,
             "hasMedia": has_media,
             "processed": False,
-            "receivedAt": _iso_z(now),
+            "receivedAt": iso_z(now),
         }
         with self._lock:
             self._buffer.append(message)
@@ -368,13 +259,6 @@ class WwebjsStandin:
 
     # -- used by the handler ---------------------------------------------------
 
-    def _count(self, route: str) -> str | None:
-        """Count a call; return the failure it must meet, if any."""
-        with self._lock:
-            self._calls[route] += 1
-            group = "messages" if route in ("messages", "processed", "clear") else route
-            return self._failures.get(group)
-
     def _status_body(self) -> dict[str, Any]:
         with self._lock:
             return {"isReady": self._ready, "hasQR": self._qr is not None, "qrCode": self._qr}
@@ -387,18 +271,14 @@ class WwebjsStandin:
         """Decide and record one send that passed the body checks."""
         chat_id = re.sub(r"\D", "", number) + "@c.us"
         with self._lock:
-            mode = self._queued.popleft() if self._queued else self._send_mode
+            mode = self._next_send_mode()
             delivered = (mode == "ok" and self._ready) or mode in DELIVERING_FAILURES
             call = SendCall(
                 number, message, chat_id, mode, new_sent_id() if delivered else None, delivered
             )
             self._sends.append(call)
-        if delivered and self.announce:
-            print(
-                f"STAND-IN gateway, nothing sent to WhatsApp: to {chat_id} -> {call.message_id}"
-                f" (answered as {mode})\n    {message!r}",
-                flush=True,
-            )
+        if delivered:
+            self._announce_send(chat_id, call.message_id, mode, message)
         return call
 
     def _list(self, unprocessed_only: bool) -> list[dict[str, Any]]:
@@ -423,45 +303,15 @@ class WwebjsStandin:
     def _state_for_page(self) -> dict[str, Any]:
         with self._lock:
             return {
+                **self._shared_page_state(),
                 "ready": self._ready,
                 "qr": self._qr,
                 "account": dict(self._account),
-                "send_mode": self._send_mode,
-                "queued": list(self._queued),
-                "failures": dict(self._failures),
-                "sends": list(self._sends[-20:]),
                 "messages": [dict(m) for m in list(self._buffer)[-20:]],
-                "calls": Counter(self._calls),
             }
 
-    def _say(self, text: str) -> None:
-        if self.announce:
-            print(f"STAND-IN gateway: {text}", flush=True)
 
-
-# -- ids and QRs that look like whatsapp-web.js's -----------------------------
-
-
-def new_sent_id() -> str:
-    """A sent message's short id as whatsapp-web.js's web client makes them (3EB0 + hex)."""
-    return "3EB0" + secrets.token_hex(8).upper()
-
-
-def new_inbound_id() -> str:
-    """A customer's message id as phones make them (an iPhone's 3A + hex)."""
-    return "3A" + secrets.token_hex(9).upper()
-
-
-def new_qr_string() -> str:
-    """A made-up QR payload shaped like WhatsApp Web's: ref, noise key, identity key, secret."""
-    ref = base64.b64encode(os.urandom(63)).decode()
-    keys = (base64.b64encode(os.urandom(32)).decode() for _ in range(3))
-    return "2@" + ref + "," + ",".join(keys)
-
-
-def _iso_z(at: float) -> str:
-    """JavaScript's Date.toISOString(): UTC, milliseconds, a Z."""
-    return datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+# -- what the service does with what it is given -----------------------------------------
 
 
 def _js_string(value: Any) -> str:
@@ -494,25 +344,91 @@ def _json_syntax_message(text: str, error: json.JSONDecodeError | None) -> str:
     return f"Unexpected token '{text[position]}', \"{snippet}\" is not valid JSON"
 
 
+# -- the control page -----------------------------------------------------------------------
+
+
+def _act_customer_message(standin: WwebjsStandin, form: dict[str, str]) -> None:
+    standin.add_customer_message(
+        form.get("body", ""),
+        sender=form.get("sender") or "923001234567@c.us",
+        name=form.get("name") or "Customer",
+    )
+
+
+_ACTIONS = {
+    "show-qr": lambda standin, form: standin.show_qr(),
+    "renew-qr": lambda standin, form: standin.renew_qr(),
+    "scan": lambda standin, form: standin.scan(),
+    "not-ready": lambda standin, form: standin.go_not_ready(),
+    "customer-message": _act_customer_message,
+    "send-mode": lambda standin, form: standin.set_send_mode_from_page(form.get("mode", "")),
+}
+
+
+def _render_page(standin: WwebjsStandin) -> str:
+    """The control page: every value escaped, every control a plain form (no JavaScript)."""
+    state = standin._state_for_page()
+    e = html.escape
+    if state["ready"]:
+        session = "ready (logged in)"
+    elif state["qr"]:
+        session = "logged out, showing a QR"
+    else:
+        session = "not ready, no QR (connection lost)"
+    account = state["account"]
+    failures = ", ".join(f"/{k}: {v}" for k, v in state["failures"].items()) or "none"
+    sends = [
+        (c.chat_id, c.message, c.mode, c.message_id or "", yes_no(c.delivered))
+        for c in reversed(state["sends"])
+    ]
+    inbound = [
+        (m["id"], m["from"], m["fromName"], m["body"], yes_no(m["processed"]))
+        for m in reversed(state["messages"])
+    ]
+    shown = bullets(
+        f"Session: <strong>{e(session)}</strong>",
+        f"QR: <code>{e(state['qr'] or 'none')}</code>",
+        f"Account: {e(account['number'])} ({e(account['name'])}, {e(account['platform'])})",
+        f"/send mode: <strong>{e(state['send_mode'])}</strong>; "
+        f"queued: {e(', '.join(state['queued']) or 'none')}",
+        f"Failing routes: {e(failures)}",
+        f"Calls: {e(counted(state['calls']))}",
+    )
+    customer = knob(
+        "customer-message",
+        "Add",
+        text_field("sender", "923001234567@c.us", label="From"),
+        text_field("name", "Customer", label="Name"),
+        text_field("body", label="Text", size=40),
+    )
+    sent = table(("To", "Message", "Mode", "Message id", "Would be delivered"), sends)
+    received = table(("Id", "From", "Name", "Text", "Processed"), inbound)
+    body = f"""<p>API: <code>{e(standin.url)}</code></p>
+<h2>State</h2>
+{shown}
+<h2>Session</h2>
+<p>{button("show-qr", "Log out: show a QR")} {button("renew-qr", "Renew the QR")}
+{button("scan", "Scan the QR: ready")} {button("not-ready", "Lose the connection")}</p>
+<h2>/send answers</h2>
+{send_mode_form(SEND_MODES, state["send_mode"])}
+<h2>A customer writes</h2>
+{customer}
+<h2>Last sends (newest first)</h2>
+{sent}
+<h2>Customers' messages (newest first)</h2>
+{received}
+"""
+    return page("STAND-IN WhatsApp gateway", "STAND-IN gateway: nothing is sent to WhatsApp", body)
+
+
 # -- the HTTP side ---------------------------------------------------------------
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    # socketserver's default backlog of 5 drops bursts of connections (a 1 s SYN
-    # retry each); Node listens with 511.
-    request_queue_size = 511
-
-    def __init__(self, address: tuple[str, int], handler: type, standin: WwebjsStandin) -> None:
-        self.standin = standin
-        self.release = standin._release
-        super().__init__(address, handler)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
+class _Handler(StandinHandler):
     # Express sends no Server header; ours says plainly what answered.
     server_version = "StandinWwebjs/1"
+    render = _render_page
+    actions = _ACTIONS
 
     # -- dispatch ---------------------------------------------------------
 
@@ -558,17 +474,6 @@ class _Handler(BaseHTTPRequestHandler):
     def do_PATCH(self) -> None:
         self._not_found()
 
-    @property
-    def standin(self) -> WwebjsStandin:
-        return self.server.standin
-
-    def _answer(self, route: str, normal: Callable[[], None]) -> None:
-        failure = self.standin._count(route)
-        if failure is None:
-            normal()
-        else:
-            self._fail(failure)
-
     # -- the service's routes ------------------------------------------------
 
     def _info(self) -> None:
@@ -579,8 +484,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(200, account)
 
     def _send(self) -> None:
-        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        body = self._parse_json_body(raw)
+        body = self._parse_json_body(self._read_body())
         if body is None:
             return
         fields = body if isinstance(body, dict) else {}
@@ -644,18 +548,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _clear(self) -> None:
         self._json(200, {"success": True, "remainingMessages": self.standin._clear_processed()})
 
-    def _fail(self, mode: str) -> None:
-        if mode == "error500":
-            # Express's error handler in the service.
-            self._json(500, {"error": "Internal server error", "message": "stand-in error"})
-        elif mode == "garbage":
-            self._reply(200, b"<html><body>Gateway says hi</body></html>", "text/html")
-        elif mode == "drop":
-            self.close_connection = True  # hang up without a word
-        elif mode == "hang":
-            # Wait past any client timeout, but stop at once on shutdown or "down".
-            self.server.release.wait(self.standin.hang_seconds)
-            self.close_connection = True
+    def _error500(self) -> None:
+        # Express's error handler in the service.
+        self._json(500, {"error": "Internal server error", "message": "stand-in error"})
 
     # -- routing like Express ---------------------------------------------------
 
@@ -677,12 +572,6 @@ class _Handler(BaseHTTPRequestHandler):
         rest = rest[:-1] if rest.endswith("/") else rest
         return rest.split("/") if rest and "//" not in rest else None
 
-    def _control_path(self) -> str | None:
-        path = urlsplit(self.path).path
-        if path == CONTROL_PATH or path.startswith(CONTROL_PATH + "/"):
-            return path[len(CONTROL_PATH) :]
-        return None
-
     def _not_found(self) -> None:
         # finalhandler's 404: an HTML page naming the method and the path (no query).
         # escape-html's entities: &#39; where html.escape writes &#x27;.
@@ -699,169 +588,25 @@ class _Handler(BaseHTTPRequestHandler):
             {"Content-Security-Policy": "default-src 'none'", "X-Content-Type-Options": "nosniff"},
         )
 
-    # -- the control page ---------------------------------------------------------
+    def _no_such_control(self) -> None:
+        self._not_found()
 
-    def _control_page(self) -> None:
-        self._reply(200, _render_page(self.standin).encode(), "text/html; charset=utf-8")
-
-    def _control_post(self, action: str) -> None:
-        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        form = {k: v[0] for k, v in parse_qs(raw.decode("utf-8", errors="replace")).items()}
-        standin = self.standin
-        try:
-            if action == "show-qr":
-                standin.show_qr()
-            elif action == "renew-qr":
-                standin.renew_qr()
-            elif action == "scan":
-                standin.scan()
-            elif action == "not-ready":
-                standin.go_not_ready()
-            elif action == "customer-message":
-                standin.add_customer_message(
-                    form.get("body", ""),
-                    sender=form.get("sender") or "923001234567@c.us",
-                    name=form.get("name") or "Customer",
-                )
-            elif action == "send-mode":
-                if form.get("mode") == "down":
-                    # It would take this page down with it, with no way back but a restart.
-                    raise ValueError("'down' is not offered here: this page would go down too")
-                standin.set_send_mode(form.get("mode", ""))
-            else:
-                self._not_found()
-                return
-        except ValueError as exc:
-            self._reply(400, html.escape(str(exc)).encode(), "text/plain; charset=utf-8")
-            return
-        self._reply(303, b"", "text/plain", {"Location": CONTROL_PATH + "/"})
-
-    # -- writing ---------------------------------------------------------------------
-
-    def _json(self, code: int, data: object) -> None:
-        self._reply(code, json.dumps(data).encode(), "application/json; charset=utf-8")
-
-    def _reply(
-        self, code: int, body: bytes, content_type: str, headers: dict[str, str] | None = None
-    ) -> None:
-        self.send_response(code)
-        self.send_header("X-Powered-By", "Express")
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        # The dashboard polls /status and /messages every few seconds: logging
-        # each would bury the STAND-IN lines a person is looking for.
-        pass
-
-
-def _render_page(standin: WwebjsStandin) -> str:
-    """The control page: every value escaped, every control a plain form (no JavaScript)."""
-    state = standin._state_for_page()
-    e = html.escape
-    if state["ready"]:
-        session = "ready (logged in)"
-    elif state["qr"]:
-        session = "logged out, showing a QR"
-    else:
-        session = "not ready, no QR (connection lost)"
-    failures = ", ".join(f"/{k}: {v}" for k, v in state["failures"].items() if v) or "none"
-    calls = ", ".join(f"{k}: {v}" for k, v in sorted(state["calls"].items())) or "none yet"
-    sends = "".join(
-        f"<tr><td>{e(c.chat_id)}</td><td>{e(c.message)}</td><td>{e(c.mode)}</td>"
-        f"<td>{e(c.message_id or '')}</td><td>{'yes' if c.delivered else 'no'}</td></tr>"
-        for c in reversed(state["sends"])
-    )
-    inbound = "".join(
-        f"<tr><td>{e(m['id'])}</td><td>{e(m['from'])}</td><td>{e(m['fromName'])}</td>"
-        f"<td>{e(m['body'])}</td><td>{'yes' if m['processed'] else 'no'}</td></tr>"
-        for m in reversed(state["messages"])
-    )
-    options = "".join(
-        f'<option value="{e(m)}"{" selected" if m == state["send_mode"] else ""}>{e(m)}</option>'
-        for m in SEND_MODES
-        if m != "down"
-    )
-
-    def button(action: str, label: str) -> str:
-        return (
-            f'<form method="post" action="{CONTROL_PATH}/{action}" style="display:inline">'
-            f'<button type="submit">{e(label)}</button></form>'
-        )
-
-    return f"""<!DOCTYPE html>
-<html lang="en">
-<head><meta charset="utf-8"><title>STAND-IN WhatsApp gateway</title></head>
-<body style="font-family:sans-serif;max-width:60em;margin:1em auto">
-<h1 style="background:#b00;color:#fff;padding:.5em">STAND-IN gateway: nothing is sent to WhatsApp</h1>
-<p>API: <code>{e(standin.url)}</code></p>
-<h2>State</h2>
-<ul>
-<li>Session: <strong>{e(session)}</strong></li>
-<li>QR: <code>{e(state["qr"] or "none")}</code></li>
-<li>Account: {e(state["account"]["number"])} ({e(state["account"]["name"])}, {e(state["account"]["platform"])})</li>
-<li>/send mode: <strong>{e(state["send_mode"])}</strong>; queued: {e(", ".join(state["queued"]) or "none")}</li>
-<li>Failing routes: {e(failures)}</li>
-<li>Calls: {e(calls)}</li>
-</ul>
-<h2>Session</h2>
-<p>{button("show-qr", "Log out: show a QR")} {button("renew-qr", "Renew the QR")}
-{button("scan", "Scan the QR: ready")} {button("not-ready", "Lose the connection")}</p>
-<h2>/send answers</h2>
-<form method="post" action="{CONTROL_PATH}/send-mode">
-<label>Mode <select name="mode">{options}</select></label> <button type="submit">Set</button>
-</form>
-<h2>A customer writes</h2>
-<form method="post" action="{CONTROL_PATH}/customer-message">
-<label>From <input name="sender" value="923001234567@c.us"></label>
-<label>Name <input name="name" value="Customer"></label>
-<label>Text <input name="body" size="40"></label>
-<button type="submit">Add</button>
-</form>
-<h2>Last sends (newest first)</h2>
-<table border="1" cellpadding="4"><tr><th>To</th><th>Message</th><th>Mode</th><th>Message id</th><th>Would be delivered</th></tr>
-{sends}</table>
-<h2>Customers' messages (newest first)</h2>
-<table border="1" cellpadding="4"><tr><th>Id</th><th>From</th><th>Name</th><th>Text</th><th>Processed</th></tr>
-{inbound}</table>
-</body>
-</html>
-"""
-
-
-def _check(mode: str, allowed: tuple[str, ...]) -> None:
-    if mode not in allowed:
-        raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(allowed)}")
+    def _dump(self, data: object) -> bytes:
+        return json.dumps(data).encode()
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        description="Stand-in for the whatsapp-web.js service: speaks its API, sends NOTHING to WhatsApp."
+    parser = command_line(
+        "Stand-in for the whatsapp-web.js service: speaks its API, sends NOTHING to WhatsApp.",
+        port=3000,
     )
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=3000)
     parser.add_argument("--prefix", default="/api/whatsapp")
-    parser.add_argument(
-        "--show-qr", action="store_true", help="start logged out, showing a QR (a fresh install)"
-    )
+    add_show_qr(parser, "start logged out, showing a QR (a fresh install)")
     args = parser.parse_args(argv)
     standin = WwebjsStandin(
         args.host, args.port, args.prefix, announce=True, logged_in=not args.show_qr
     )
-    standin.start()
-    print(
-        f"STAND-IN WhatsApp gateway on {standin.url} - messages are printed here, never sent "
-        f"to WhatsApp.\nControl page: {standin.control_url}\nCtrl-C stops it.",
-        flush=True,
-    )
-    try:
-        standin.serve_forever()
-    except KeyboardInterrupt:
-        print("STAND-IN gateway stopped.", file=sys.stderr)
+    serve(standin, "STAND-IN WhatsApp gateway", stopped="STAND-IN gateway")
 
 
 if __name__ == "__main__":

@@ -17,11 +17,11 @@ from __future__ import annotations
 import logging
 import re
 from datetime import UTC, datetime
-from typing import Any
 from urllib.parse import quote
 
 import httpx
 
+from . import http
 from .model import (
     Account,
     Echo,
@@ -84,7 +84,7 @@ def client(settings: object, *, status_timeout: float, send_timeout: float) -> W
     )
 
 
-class WwebjsGateway:
+class WwebjsGateway(http.Adapter):
     """One client of the service at `base_url` (the state's `api_endpoint`)."""
 
     kind = KIND
@@ -101,29 +101,11 @@ class WwebjsGateway:
         self.base_url = base_url.rstrip("/")
         self.status_timeout = status_timeout
         self.send_timeout = send_timeout
-        self._http = httpx.Client(
-            transport=transport,
-            # A fresh connection per call: a kept-alive socket the service has
-            # just closed would turn a /send into "maybe sent" for nothing.
-            limits=httpx.Limits(max_keepalive_connections=0),
-            # A proxy from the environment would turn "connection refused"
-            # (certainly not sent) into a 502 (maybe sent).
-            trust_env=False,
-            follow_redirects=False,
-        )
+        self._http = http.Client(transport=transport)
 
     @property
     def address(self) -> str:
         return self.base_url
-
-    def __enter__(self) -> WwebjsGateway:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._http.close()
 
     cannot_reach = staticmethod(cannot_reach)
 
@@ -132,20 +114,20 @@ class WwebjsGateway:
     def status(self) -> Status:
         """The session now. Raises GatewayUnavailable when nothing answered."""
         url = f"{self.base_url}/status"
-        response = self._request("GET", url, timeout=self.status_timeout)
-        data = _json(response)
+        response = self._http.request("GET", url, timeout=self.status_timeout)
+        data = http.json_of(response)
         if response.status_code != 200 or not isinstance(data, dict):
             return Status(
                 State.UNKNOWN,
                 f"the gateway answered /status with an error: HTTP {response.status_code} "
-                f"{_error_of(response) or _snippet(response)}",
+                f"{_error_of(response) or http.snippet(response)}",
                 code=f"HTTP {response.status_code}",
             )
         ready, qr = data.get("isReady"), data.get("qrCode")
         if not isinstance(ready, bool):
             return Status(
                 State.UNKNOWN,
-                f"the gateway's /status answer has no true/false isReady: {_snippet(response)}",
+                f"the gateway's /status answer has no true/false isReady: {http.snippet(response)}",
                 code="no isReady",
             )
         if ready:
@@ -168,13 +150,13 @@ class WwebjsGateway:
     def account(self) -> Account | None:
         """The logged-in account, or None while the service is not ready."""
         url = f"{self.base_url}/info"
-        response = self._request("GET", url, timeout=self.status_timeout)
-        data = _json(response)
+        response = self._http.request("GET", url, timeout=self.status_timeout)
+        data = http.json_of(response)
         if response.status_code == 400 and _error_of(response) == NOT_READY_ERROR:
             return None
         if response.status_code != 200 or not isinstance(data, dict):
             raise GatewayUnavailable(
-                f"the gateway answered /info with HTTP {response.status_code}: {_snippet(response)}"
+                f"the gateway answered /info with HTTP {response.status_code}: {http.snippet(response)}"
             )
         return Account(
             number=_str_or_none(data.get("number")),
@@ -190,43 +172,22 @@ class WwebjsGateway:
         if unreachable:
             return SendOutcome.not_sent(Next.FINAL, unreachable)
         url = f"{self.base_url}/send"
-        number = address.partition("@")[0]
-        try:
-            response = self._http.post(
-                url, json={"number": number, "message": text}, timeout=self.send_timeout
-            )
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-            # No connection was made: the request cannot have gone out.
-            return SendOutcome.not_sent(
-                Next.RETRY, f"the gateway is unreachable ({_describe(exc)})"
-            )
-        except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
-            return SendOutcome.not_sent(
-                Next.CONFIG, f"the gateway address {url!r} is not usable ({_describe(exc)})"
-            )
-        except httpx.TimeoutException as exc:
-            return SendOutcome.maybe_sent(
-                f"the gateway did not answer within {self.send_timeout:g} s ({_describe(exc)})"
-            )
-        except httpx.TransportError as exc:
-            return SendOutcome.maybe_sent(
-                f"the gateway broke off without an answer ({_describe(exc)})"
-            )
-        return _send_outcome(response)
+        body = {"number": address.partition("@")[0], "message": text}
+        return self._http.send(url, body, timeout=self.send_timeout, outcome=_send_outcome)
 
     # --- customers' messages ------------------------------------------------------
 
     def pull_messages(self) -> list[InboundMessage]:
         """The unprocessed messages in the service's buffer, oldest first."""
         url = f"{self.base_url}/messages"
-        response = self._request(
+        response = self._http.request(
             "GET", url, timeout=self.status_timeout, params={"unprocessed": "true"}
         )
-        data = _json(response)
+        data = http.json_of(response)
         items = data.get("messages") if isinstance(data, dict) else None
         if response.status_code != 200 or not isinstance(items, list):
             raise GatewayUnavailable(
-                f"the gateway answered /messages with HTTP {response.status_code}: {_snippet(response)}"
+                f"the gateway answered /messages with HTTP {response.status_code}: {http.snippet(response)}"
             )
         messages = []
         for index, item in enumerate(items):
@@ -242,8 +203,8 @@ class WwebjsGateway:
     def mark_processed(self, message_id: str) -> None:
         """Tell the service the message is stored. One it no longer holds is fine."""
         url = f"{self.base_url}/messages/{quote(message_id, safe='')}/processed"
-        response = self._request("POST", url, timeout=self.status_timeout)
-        data = _json(response)
+        response = self._http.request("POST", url, timeout=self.status_timeout)
+        data = http.json_of(response)
         # 200 {"success": true, ...}, or its own 404 {"error": "Message not found"};
         # a garbled 200 or Express's "Cannot POST" page is not the service marking it.
         marked = (
@@ -251,7 +212,7 @@ class WwebjsGateway:
         )
         if not (marked or (response.status_code == 404 and isinstance(data, dict))):
             raise GatewayUnavailable(
-                f"the gateway answered {url} with HTTP {response.status_code}: {_snippet(response)}"
+                f"the gateway answered {url} with HTTP {response.status_code}: {http.snippet(response)}"
             )
 
     @staticmethod
@@ -285,22 +246,10 @@ class WwebjsGateway:
     def apply_webhook(self, plan: dict) -> None:
         raise NotImplementedError("the scripts' service posts no webhooks")
 
-    # --- HTTP ------------------------------------------------------------------------
-
-    def _request(self, method: str, url: str, *, timeout: float, **kwargs: Any) -> httpx.Response:
-        try:
-            return self._http.request(method, url, timeout=timeout, **kwargs)
-        except httpx.HTTPError as exc:
-            raise GatewayUnavailable(
-                f"the gateway at {url} did not answer ({_describe(exc)})"
-            ) from exc
-        except ValueError as exc:  # a malformed URL
-            raise GatewayUnavailable(f"the gateway address {url!r} is not usable ({exc})") from exc
-
 
 def _send_outcome(response: httpx.Response) -> SendOutcome:
     code = response.status_code
-    data = _json(response)
+    data = http.json_of(response)
     error = _error_of(response)
     if code == 200 and isinstance(data, dict) and data.get("success") is True:
         message_id = data.get("messageId")
@@ -313,11 +262,11 @@ def _send_outcome(response: httpx.Response) -> SendOutcome:
         # Express's own "Cannot POST": no such route, so api_endpoint is wrong.
         return SendOutcome.not_sent(
             Next.CONFIG,
-            f"the gateway has no /send at this address (HTTP 404: {_snippet(response)})",
+            f"the gateway has no /send at this address (HTTP 404: {http.snippet(response)})",
         )
     # "Failed to send message: ..." (sendMessage threw), a 5xx, anything else: it may have gone.
     return SendOutcome.maybe_sent(
-        f"the gateway answered HTTP {code}: {error or _snippet(response)}"
+        f"the gateway answered HTTP {code}: {error or http.snippet(response)}"
     )
 
 
@@ -350,15 +299,8 @@ def _received_at(value: object) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def _json(response: httpx.Response) -> object:
-    try:
-        return response.json()
-    except ValueError:
-        return None
-
-
 def _error_of(response: httpx.Response) -> str:
-    data = _json(response)
+    data = http.json_of(response)
     if isinstance(data, dict) and isinstance(data.get("error"), str):
         return data["error"]
     return ""
@@ -366,12 +308,3 @@ def _error_of(response: httpx.Response) -> str:
 
 def _str_or_none(value: object) -> str | None:
     return value if isinstance(value, str) else None
-
-
-def _describe(exc: Exception) -> str:
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-
-
-def _snippet(response: httpx.Response) -> str:
-    text = response.text.strip()
-    return repr(text[:200]) if text else "(empty body)"

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import segno
 
-from ..statevalidate import StateFileError, parse_json
+from ..statefile.parse import StateFileError, parse_json
 from .model import State, Status
 
 EVENTS = ("qr", "authenticated", "ready", "auth_failure", "disconnected", "change_state")

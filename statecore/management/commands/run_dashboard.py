@@ -86,12 +86,15 @@ class Command(BaseCommand):
             return
         module, shows_qr = STANDINS[kind]
         options = ["--host", "127.0.0.1", "--port", str(port)]
+        env = self.env
         if kind == "wwebjs":
             options += ["--prefix", parts.path or "/"]
         else:
             options += _pushing_options(kind, addr)
+            env = {**self.env, **_pushing_secrets()}
         # As a fresh install: WhatsApp not linked yet, a QR to scan.
-        self._start("gateway", "-m", module, *options, *(["--show-qr"] if shows_qr else []))
+        show_qr = ["--show-qr"] if shows_qr else []
+        self._start("gateway", "-m", module, *options, *show_qr, env=env)
         for _ in range(50):
             if _listening("127.0.0.1", port):
                 break
@@ -129,11 +132,14 @@ class Command(BaseCommand):
                 )
             )
 
-    def _start(self, name: str, *args: str) -> None:
+    def _start(self, name: str, *args: str, env: dict[str, str] | None = None) -> None:
         # A session of its own: Ctrl-C reaches us only, and we stop each child in
         # order (the sender finishes the send in flight before it goes).
         child = subprocess.Popen(
-            [sys.executable, *args], cwd=settings.BASE_DIR, start_new_session=True, env=self.env
+            [sys.executable, *args],
+            cwd=settings.BASE_DIR,
+            start_new_session=True,
+            env=self.env if env is None else env,
         )
         self.children.append((name, child))
 
@@ -163,28 +169,26 @@ class Command(BaseCommand):
 
 
 def _pushing_options(kind: str, addr: str) -> list[str]:
-    """A pushing stand-in's options: our key, and our webhook with its secret.
+    """A pushing stand-in's options: where it posts, and names that are no secret.
 
-    They go on its command line (the stand-ins take them so); never printed here."""
-    options = [
-        "--api-key",
-        settings.GATEWAY_API_KEY,
-        "--webhook-url",
-        webhook_url(addr),
-        "--webhook-secret",
-        settings.GATEWAY_WEBHOOK_SECRET,
-    ]
+    Its key, webhook secret and verify token go in its environment (_pushing_secrets),
+    never on its command line, which `ps` shows to anyone on the machine."""
+    options = ["--webhook-url", webhook_url(addr)]
     if kind == "cloud":
-        options += [
-            "--phone-number-id",
-            settings.GATEWAY_PHONE_NUMBER_ID,
-            "--verify-token",
-            settings.GATEWAY_VERIFY_TOKEN,
-        ]
+        options += ["--phone-number-id", settings.GATEWAY_PHONE_NUMBER_ID]
     else:
         name = "--instance" if kind == "evolution" else "--session"
         options += [name, settings.GATEWAY_SESSION]
     return options
+
+
+def _pushing_secrets() -> dict[str, str]:
+    """The secrets a pushing stand-in reads from its environment, as the settings hold them."""
+    return {
+        "GATEWAY_API_KEY": settings.GATEWAY_API_KEY,
+        "GATEWAY_WEBHOOK_SECRET": settings.GATEWAY_WEBHOOK_SECRET,
+        "GATEWAY_VERIFY_TOKEN": settings.GATEWAY_VERIFY_TOKEN,
+    }
 
 
 def webhook_url(addr: str) -> str:

@@ -12,21 +12,23 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib import messages
-from django.core.paginator import Paginator
 from django.db.models import QuerySet
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_http_methods, require_POST, require_safe
+from django.views.decorators.http import require_POST, require_safe
 from django_htmx.http import trigger_client_event
 
-from statecore import clock, lifecycle, window
-from statecore.lifecycle import MessageNotFound, MoveRefused, Refusal
+from statecore import clock, lifecycle
+from statecore.lifecycle import MoveRefused
 from statecore.models import Message, Source, Status
 
 from . import queue
-from .access import REVIEW, actor, next_url, require_perm, signed_in, with_param
+from .access import REVIEW, actor, may, next_url, require_perm, signed_in, with_param
+from .actions import message_action
 from .cards import DECIDED, Card
-from .forms import ApproveForm, BulkForm, EditForm, QueueFilterForm, RejectForm, db_id
+from .forms import LIMITS, ApproveForm, BulkForm, EditForm, QueueFilterForm, RejectForm, db_id
+from .paging import CountedPaginator
+from .queue import GATEWAY_REFUSALS
 
 TEMPLATE = "approvals/queue.html"
 # The event the page's counters (and its poll) listen for after a change: sent once the
@@ -37,6 +39,22 @@ CHANGED = "queue-changed"
 _FLAGS = dict.fromkeys(["single", "fresh", "card_oob", "stale_oob", "counts_oob", "form"])
 
 
+def _refused(request: HttpRequest, msg: Message, exc: MoveRefused) -> HttpResponse:
+    """Someone else was first: 409, the card turned into a notice naming who and when.
+    The gateway cannot take it: 409, the card as it is, saying why."""
+    if exc.code in GATEWAY_REFUSALS:
+        return _card_response(request, msg, refused=exc.reason, status=409)
+    notice = queue.refusal_notice(exc, now=clock.now())
+    return _card_response(request, msg, mode="notice", notice=notice, status=409)
+
+
+def _pending_count(filter_form: QueueFilterForm, counts: dict) -> int | None:
+    """Unfiltered, the pages hold what the header counts as pending: not counted twice."""
+    if filter_form.values() or filter_form.search_refused:
+        return None
+    return counts[Status.PENDING_APPROVAL]
+
+
 @signed_in
 @require_safe
 def queue_page(request: HttpRequest) -> HttpResponse:
@@ -44,10 +62,9 @@ def queue_page(request: HttpRequest) -> HttpResponse:
     filter_form = QueueFilterForm(request.GET)
     filters = filter_form.values()
     counts = queue.status_counts(now=now)
-    pages = Paginator(_drafts(filter_form, now), queue.PAGE_SIZE)
-    if not filters and not filter_form.search_refused:
-        # Unfiltered, the pages hold what the header counts as pending: not counted twice.
-        pages.count = counts[Status.PENDING_APPROVAL]
+    pages = CountedPaginator(
+        _drafts(filter_form, now), queue.PAGE_SIZE, count=_pending_count(filter_form, counts)
+    )
     page = pages.get_page(request.GET.get("page"))
     params = request.GET.copy()
     params.pop("done", None)
@@ -55,10 +72,10 @@ def queue_page(request: HttpRequest) -> HttpResponse:
         "filter_form": filter_form,
         "filtered": bool(filters) or filter_form.search_refused,
         "page": page,
-        "cards": queue.build_cards(page.object_list, now=now),
+        "cards": queue.build_cards(page.object_list, now=now, viewer=actor(request)),
         "counts": counts,
         "overdue_minutes": settings.OVERDUE_MINUTES,
-        "done_card": _done_card(request.GET.get("done", ""), now),
+        "done_card": _done_card(request, now),
         "poll_query": params.urlencode(),
         "next": with_param(request.get_full_path(), "done", None),
     }
@@ -71,13 +88,15 @@ def _drafts(filter_form: QueueFilterForm, now) -> QuerySet[Message]:
     return drafts.none() if filter_form.search_refused else drafts
 
 
-def _done_card(value: str, now) -> Card | None:
+def _done_card(request: HttpRequest, now) -> Card | None:
     """After a plain (no JavaScript) action the queue shows that reply, with its Undo."""
-    pk = db_id(value)
+    pk = db_id(request.GET.get("done", ""))
     if pk is None:
         return None
     msg = Message.objects.filter(pk=pk, status__in=DECIDED).first()
-    return queue.build_cards([msg], now=now, with_newer=False)[0] if msg else None
+    if msg is None:
+        return None
+    return queue.build_cards([msg], now=now, with_newer=False, viewer=actor(request))[0]
 
 
 @signed_in
@@ -88,16 +107,13 @@ def queue_poll(request: HttpRequest) -> HttpResponse:
     counts follow. A card is never re-drawn here, so nothing a reviewer is typing is lost."""
     now = clock.now()
     filter_form = QueueFilterForm(request.GET)
-    filters = filter_form.values()
     shown = queue.parse_shown(request.GET.getlist("shown"))
     pending = _drafts(filter_form, now)
     # Only what placing the cards needs: bodies can be long and this runs every few seconds.
     slim = pending.only("pk", "status", "chat", "timestamp", "reply_to", "message_id")
     counts = queue.status_counts(now=now)
-    page = Paginator(slim, queue.PAGE_SIZE)
-    if not filters and not filter_form.search_refused:
-        page.count = counts[Status.PENDING_APPROVAL]  # as on the page: not counted twice
-    on_page = list(page.get_page(request.GET.get("page")).object_list)
+    pages = CountedPaginator(slim, queue.PAGE_SIZE, count=_pending_count(filter_form, counts))
+    on_page = list(pages.get_page(request.GET.get("page")).object_list)
     in_window = {m.pk for m in on_page}
 
     # A shown card outside this page's window goes only if it is no longer pending (a
@@ -121,7 +137,7 @@ def queue_poll(request: HttpRequest) -> HttpResponse:
     if new_pks:
         fresh = {m.pk: m for m in Message.objects.filter(pk__in=new_pks)}
         in_order = [fresh[pk] for pk in new_pks if pk in fresh]
-        new_cards = queue.build_cards(in_order, now=now, with_newer=False)
+        new_cards = queue.build_cards(in_order, now=now, with_newer=False, viewer=actor(request))
         for card in new_cards:
             card.newer = related.newer.get(card.msg.pk, [])
             card.phone = related.phone.get(card.msg.pk, [])
@@ -143,11 +159,8 @@ def card(request: HttpRequest, pk: int) -> HttpResponse:
     return _card_response(request, get_object_or_404(Message, pk=pk))
 
 
-@signed_in
-@require_POST
-def approve(request: HttpRequest, pk: int) -> HttpResponse:
-    require_perm(request, REVIEW)
-    msg = get_object_or_404(Message, pk=pk)
+@message_action(REVIEW, refused=_refused)
+def approve(request: HttpRequest, msg: Message) -> HttpResponse:
     form = ApproveForm(request.POST)
     confirmed = form.is_valid() and form.cleaned_data["confirm_stale"]
     ask = msg.status == Status.PENDING_APPROVAL and not confirmed
@@ -157,22 +170,14 @@ def approve(request: HttpRequest, pk: int) -> HttpResponse:
     if ask and (related.newer or related.phone):
         # The chat moved on after this draft: ask before sending it.
         return _card_response(request, msg, mode="confirm", related=related)
-    try:
-        msg = lifecycle.approve(msg.message_id, actor=actor(request), source=Source.WEB)
-    except MessageNotFound:
-        raise Http404 from None
-    except MoveRefused as exc:
-        return _refused(request, msg, exc)
+    msg = lifecycle.approve(msg.message_id, actor=actor(request), source=Source.WEB)
     # The message it answers did not move: the card is drawn without asking again.
     return _changed(request, msg, "Approved the reply to {name}.", related=related)
 
 
-@signed_in
-@require_http_methods(["GET", "POST"])
-def edit(request: HttpRequest, pk: int) -> HttpResponse:
+@message_action(REVIEW, refused=_refused, methods=("GET", "POST"))
+def edit(request: HttpRequest, msg: Message) -> HttpResponse:
     """GET: the card with the draft in a text box; POST: save the text and approve it."""
-    require_perm(request, REVIEW)
-    msg = get_object_or_404(Message, pk=pk)
     if request.method == "GET":
         if msg.status != Status.PENDING_APPROVAL:
             return _gone(request, msg)
@@ -184,22 +189,18 @@ def edit(request: HttpRequest, pk: int) -> HttpResponse:
         msg = lifecycle.edit_and_approve(
             msg.message_id, form.cleaned_data["text"], actor=actor(request), source=Source.WEB
         )
-    except MessageNotFound:
-        raise Http404 from None
     except MoveRefused as exc:
-        if _gateway_refuses(exc):  # the editor stays open: the reviewer's text is kept
-            form.add_error("text", f"Not approved: {exc.reason}.")
-            return _card_response(request, msg, mode="edit", form=form, status=409)
-        return _refused(request, msg, exc)
+        if exc.code not in GATEWAY_REFUSALS:
+            raise
+        # The editor stays open: the reviewer's text is kept.
+        form.add_error("text", f"Not approved: {exc.reason}.")
+        return _card_response(request, msg, mode="edit", form=form, status=409)
     return _changed(request, msg, "Approved your edited reply to {name}.")
 
 
-@signed_in
-@require_http_methods(["GET", "POST"])
-def reject(request: HttpRequest, pk: int) -> HttpResponse:
+@message_action(REVIEW, refused=_refused, methods=("GET", "POST"))
+def reject(request: HttpRequest, msg: Message) -> HttpResponse:
     """GET: the card asking for an optional reason; POST: reject."""
-    require_perm(request, REVIEW)
-    msg = get_object_or_404(Message, pk=pk)
     if request.method == "GET":
         if msg.status != Status.PENDING_APPROVAL:
             return _gone(request, msg)
@@ -207,32 +208,16 @@ def reject(request: HttpRequest, pk: int) -> HttpResponse:
     form = RejectForm(request.POST)
     if not form.is_valid():
         return _card_response(request, msg, mode="reject", form=form, status=422)
-    try:
-        msg = lifecycle.reject(
-            msg.message_id,
-            actor=actor(request),
-            source=Source.WEB,
-            reason=form.cleaned_data["reason"],
-        )
-    except MessageNotFound:
-        raise Http404 from None
-    except MoveRefused as exc:
-        return _refused(request, msg, exc)
+    msg = lifecycle.reject(
+        msg.message_id, actor=actor(request), source=Source.WEB, reason=form.cleaned_data["reason"]
+    )
     return _changed(request, msg, "Rejected the reply to {name}.")
 
 
-@signed_in
-@require_POST
-def undo(request: HttpRequest, pk: int) -> HttpResponse:
+@message_action(REVIEW, refused=_refused)
+def undo(request: HttpRequest, msg: Message) -> HttpResponse:
     """Back to the queue, while the sender has not claimed the reply."""
-    require_perm(request, REVIEW)
-    msg = get_object_or_404(Message, pk=pk)
-    try:
-        msg = lifecycle.undo(msg.message_id, actor=actor(request), source=Source.WEB)
-    except MessageNotFound:
-        raise Http404 from None
-    except MoveRefused as exc:
-        return _refused(request, msg, exc)
+    msg = lifecycle.undo(msg.message_id, actor=actor(request), source=Source.WEB)
     return _changed(request, msg, "The reply to {name} is back in the queue.", done=False)
 
 
@@ -253,7 +238,9 @@ def bulk(request: HttpRequest) -> HttpResponse:
     now = clock.now()
     ids = form.cleaned_data["ids"]
     found = {m.pk: m for m in Message.objects.filter(pk__in=ids)}
-    cards = queue.build_cards([found[pk] for pk in ids if pk in found], now=now)
+    cards = queue.build_cards(
+        [found[pk] for pk in ids if pk in found], now=now, viewer=actor(request)
+    )
     result = _bulk_apply(request, cards, form.cleaned_data)
     result["missing"], result["total"] = len(ids) - len(found), len(ids)
     if request.htmx:
@@ -290,7 +277,7 @@ def _bulk_apply(request: HttpRequest, cards: list[Card], data: dict) -> dict:
                     reason=data["reason"],
                 )
         except MoveRefused as exc:
-            if _gateway_refuses(exc):  # Cloud: still pending, left as it is, named in the summary
+            if exc.code in GATEWAY_REFUSALS:  # still pending, left as it is, named in the summary
                 card.refused = exc.reason
                 result["cannot"].append(card)
                 continue
@@ -334,17 +321,11 @@ def _bulk_messages(request: HttpRequest, result: dict, verb: str) -> None:
 INCLUDE_STALE = "Include drafts where the customer wrote again or someone answered from the phone"
 
 
-def _gateway_refuses(exc: MoveRefused) -> bool:
-    """The gateway cannot take this reply (Cloud's window or length): the draft stays
-    pending, so its card stays a live card that says why, not a notice."""
-    return exc.code == Refusal.WINDOW_CLOSED or isinstance(exc, window.TextTooLong)
-
-
 def _render(request: HttpRequest, template: str, context: dict, status: int = 200) -> HttpResponse:
     """Every page and fragment of the queue: whether the reviewer may act is asked once
     here, not by each of 50 cards (`perms` walks the auth backends on every lookup)."""
-    context = _FLAGS | context
-    context["can_review"] = request.user.has_perm(REVIEW)
+    context = _FLAGS | {"limits": LIMITS} | context
+    context["can_review"] = may(request.user, REVIEW)
     context["can_select"] = context["can_review"] and not context["single"]
     return render(request, template, context, status=status)
 
@@ -365,7 +346,7 @@ def _card_response(
     refused: str = "",
 ) -> HttpResponse:
     now = clock.now()
-    card_ = queue.build_cards([msg], now=now, related=related)[0]
+    card_ = queue.build_cards([msg], now=now, related=related, viewer=actor(request))[0]
     card_.mode, card_.notice, card_.refused = mode, notice, refused
     context = {"card": card_, "form": form, "next": next_url(request)}
     if request.htmx:
@@ -379,15 +360,6 @@ def _card_response(
         "filter_form": QueueFilterForm(),
     }
     return _render(request, TEMPLATE, context, status=status)
-
-
-def _refused(request: HttpRequest, msg: Message, exc: MoveRefused) -> HttpResponse:
-    """Someone else was first: 409, the card turned into a notice naming who and when.
-    The gateway cannot take it: 409, the card as it is, saying why."""
-    if _gateway_refuses(exc):
-        return _card_response(request, msg, refused=exc.reason, status=409)
-    notice = queue.refusal_notice(exc, now=clock.now())
-    return _card_response(request, msg, mode="notice", notice=notice, status=409)
 
 
 def _notice_of(msg: Message | None, now) -> str:

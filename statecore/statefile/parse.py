@@ -9,53 +9,7 @@ from __future__ import annotations
 import json
 import re
 
-from .staterules import (
-    ACCOUNT_RULES,
-    INT64_MAX,
-    LOG_RULES,
-    MAX_DEPTH,
-    MESSAGE_RULES,
-    METADATA_RULES,
-    RETRY_RULES,
-    SESSION_RULES,
-    SETTING_RULES,
-    STATISTICS_RULES,
-    TOP_OBJECTS,
-    TOP_VALUES,
-    WATCHER_RULES,
-    DuplicateKeys,
-    JSONConstant,
-    check_json,
-    check_state,
-    join,
-    validate_message,
-    validate_setting,
-)
-
-# The rules and the walk live in staterules; callers have always found their
-# public names here, and still do.
-__all__ = [
-    "ACCOUNT_RULES",
-    "INT64_MAX",
-    "LOG_RULES",
-    "MAX_DEPTH",
-    "MESSAGE_RULES",
-    "METADATA_RULES",
-    "RETRY_RULES",
-    "SESSION_RULES",
-    "SETTING_RULES",
-    "STATISTICS_RULES",
-    "TOP_OBJECTS",
-    "TOP_VALUES",
-    "WATCHER_RULES",
-    "StateFileError",
-    "find_duplicate_ids",
-    "join",
-    "parse_json",
-    "parse_state",
-    "validate_message",
-    "validate_setting",
-]
+from .rules import MAX_DEPTH, DuplicateKeys, JSONConstant, check_json, check_state
 
 MAX_ERRORS_SHOWN = 20
 _UNSTORABLE_ESCAPE = re.compile(r"\\u(?:0000|[dD][89abcdefABCDEF])")

@@ -1,7 +1,7 @@
 """The types of STATE_FORMAT.md, and the walk that checks a parsed state
 against them, collecting the place of every fault.
 
-Used on whole files (statevalidate.parse_state) and on single parts before
+Used on whole files (parse.parse_state) and on single parts before
 they are stored (a message added, a setting changed): what an import would
 refuse never gets in another way.
 """
@@ -13,8 +13,8 @@ import math
 import re
 from urllib.parse import urlsplit
 
-from .messagedata import dumps_compact
-from .models import MAX_ID_LENGTH, Status
+from ..models import MAX_ID_LENGTH, Status
+from .columns import dumps_compact
 
 MAX_DEPTH = 64
 INT64_MAX = 2**63 - 1
@@ -80,20 +80,10 @@ def _is_positive_int(v):
     return None if 0 < v <= INT64_MAX else "expected a positive whole number"
 
 
-def _is_non_negative_int(v):
-    if type(v) is not int:
-        return "expected a whole number"
-    return None if 0 <= v <= INT64_MAX else "expected a whole number of 0 or more"
-
-
 def _is_non_negative_number(v):
     if type(v) not in (int, float):
         return "expected a number"
     return None if v >= 0 else "expected a number of 0 or more"
-
-
-def _is_object(v):
-    return None if isinstance(v, dict) else "expected an object"
 
 
 def _is_list(v):
@@ -173,7 +163,6 @@ TOP_VALUES = {
     "pending_replies": _is_list,
     "generated_replies": _is_list,
 }
-SETTING_RULES = {"watcher_config": WATCHER_RULES, "retry_config": RETRY_RULES}
 
 
 class _Walker:

@@ -1,8 +1,8 @@
 """Batched insert of an imported file's messages: no query per message.
 
 Django's per-field preparation and model instances cost more than the inserts
-themselves on 100,000 messages, so the rows are built here as tuples, and each
-batch is one statement: `executemany` on SQLite (in-process, no round trips),
+themselves on 100,000 messages, so each row is built as plain values (by
+columns.import_row), and each batch is one statement: `executemany` on SQLite (in-process, no round trips),
 `COPY` on PostgreSQL (half the time of a pipelined executemany).
 """
 
@@ -16,39 +16,26 @@ from datetime import datetime, tzinfo
 from django.db import connection
 from django.utils import timezone
 
-from .clock import parse_timestamp
-from .messagedata import COLUMN_NAMES, message_values
-from .models import Message
+from ..clock import parse_timestamp
+from ..models import Message
+from . import columns
 
 BATCH_SIZE = 2000
-# The columns message_values makes, then those an import sets the same for all.
-INSERT_FIELDS = [
-    *COLUMN_NAMES,
-    "position",
-    "status_changed_by",
-    "claimed_by",
-    "claimed_at",
-    "lease_until",
-]
 # SQLite's page cache while importing (KiB, negative = size): the indexes of a
 # large import do not fit the default 2 MB and are re-read from disk otherwise.
 SQLITE_IMPORT_CACHE_KIB = 262_144
 
 
-def message_rows(messages: dict, keep: dict[str, tuple[str, int]] | None) -> Iterator[tuple]:
-    """One tuple per message in INSERT_FIELDS order, in file order. With `keep`
+def message_rows(messages: dict, keep: dict[str, tuple[str, int]] | None) -> Iterator[dict]:
+    """One columns.import_row per message, in file order. With `keep`
     (id -> (list, index)), only the kept occurrence of each id."""
     tz = timezone.get_current_timezone()
-    return _rows(messages, keep, tz, _time_adapter(tz))
-
-
-def _rows(messages, keep, tz, to_time) -> Iterator[tuple]:
+    to_time = _time_adapter(tz)
     for status, items in messages.items():
         for index, obj in enumerate(items):
             if keep is not None and keep[obj["id"]] != (status, index):
                 continue
-            # position, status_changed_by, claimed_by, claimed_at, lease_until
-            yield (*message_values(obj, status, tz=tz, to_time=to_time), index, "", "", None, None)
+            yield columns.import_row(obj, status, index, tz=tz, to_time=to_time)
 
 
 _UTC_NAMES = {
@@ -126,24 +113,24 @@ def _secondary_indexes(cursor) -> list[tuple[str, str]]:
 
 
 def insert_messages(
-    rows: Iterable[tuple], total: int, progress: Callable[[int, int], None] | None = None
+    rows: Iterable[dict], total: int, progress: Callable[[int, int], None] | None = None
 ) -> int:
-    """Insert the rows in batches of BATCH_SIZE; returns how many were inserted."""
-    quote = connection.ops.quote_name
-    table = quote(Message._meta.db_table)
-    columns = ", ".join(quote(Message._meta.get_field(name).column) for name in INSERT_FIELDS)
+    """Insert the rows (column name -> value, every row the same names in the same
+    order) in batches of BATCH_SIZE; returns how many were inserted."""
     done = 0
     with connection.cursor() as cursor:
         if connection.vendor == "sqlite":
             cursor.execute(f"PRAGMA cache_size = -{SQLITE_IMPORT_CACHE_KIB}")
         try:
             for batch in _batches(rows):
+                # The statement names the columns of the rows it writes: a column
+                # declared in columns.import_row is written wherever it stands.
+                sql = _insert_statement(batch[0])
+                values = [tuple(row.values()) for row in batch]
                 if connection.vendor == "postgresql":
-                    _copy(cursor, f"COPY {table} ({columns}) FROM STDIN", batch)
+                    _copy(cursor, sql, values)
                 else:
-                    placeholders = ", ".join(["%s"] * len(INSERT_FIELDS))
-                    sql = f"INSERT INTO {table} ({columns}) VALUES ({placeholders})"
-                    cursor.executemany(sql, batch)
+                    cursor.executemany(sql, values)
                 done += len(batch)
                 if progress:
                     progress(done, total)
@@ -151,6 +138,16 @@ def insert_messages(
             if connection.vendor == "sqlite":
                 cursor.execute("PRAGMA cache_size = -2000")
     return done
+
+
+def _insert_statement(row: dict) -> str:
+    quote = connection.ops.quote_name
+    table = quote(Message._meta.db_table)
+    names = ", ".join(quote(Message._meta.get_field(name).column) for name in row)
+    if connection.vendor == "postgresql":
+        return f"COPY {table} ({names}) FROM STDIN"
+    placeholders = ", ".join(["%s"] * len(row))
+    return f"INSERT INTO {table} ({names}) VALUES ({placeholders})"
 
 
 def _copy(cursor, sql: str, batch: list[tuple]) -> None:
@@ -165,8 +162,8 @@ def _copy(cursor, sql: str, batch: list[tuple]) -> None:
         )
 
 
-def _batches(rows: Iterable[tuple]) -> Iterator[list[tuple]]:
-    batch: list[tuple] = []
+def _batches(rows: Iterable[dict]) -> Iterator[list[dict]]:
+    batch: list[dict] = []
     for row in rows:
         batch.append(row)
         if len(batch) >= BATCH_SIZE:
