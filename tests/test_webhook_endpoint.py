@@ -19,6 +19,11 @@ from statecore.models import GatewayState, Message, Status, WebhookReceipt
 from statecore.whatsapp import standin_cloud, standin_evolution, standin_waha
 
 URL = "/gateway/webhook"
+# Measured on SQLite: a new message (or an echo) is the receipt check, the add (insert,
+# counters, audit, the auto-approve check) and the receipt, in savepoints; a duplicate is
+# one lookup of its key. The PostgreSQL run holds to the same bounds.
+QUERIES_PER_MESSAGE = 9
+QUERIES_PER_DUPLICATE = 1
 SECRET = "test-webhook-secret"
 
 
@@ -280,3 +285,24 @@ def test_a_waha_body_dated_outside_the_calendar_is_refused_not_a_5xx(db, fake_wa
     body["timestamp"] = stamp
     assert deliver(kind, body).status_code in (400, 401)
     assert nothing_stored()
+
+
+def test_one_message_by_webhook_takes_a_bounded_number_of_queries(
+    kind, django_assert_max_num_queries
+):
+    deliver(kind, kind.message("warm-up"))  # the state's one row, made once
+    body = kind.message("Is the shop open?")
+    with django_assert_max_num_queries(QUERIES_PER_MESSAGE):
+        assert deliver(kind, body).status_code == 200
+    with django_assert_max_num_queries(QUERIES_PER_DUPLICATE):
+        assert deliver(kind, body).status_code == 200
+
+
+def test_an_echo_by_webhook_takes_a_bounded_number_of_queries(
+    db, fake_waha, django_assert_max_num_queries
+):
+    kind = KINDS["waha"]
+    deliver(kind, kind.message("warm-up"))
+    echo = standin_waha.message_event("Thanks!", event="message.any", from_me=True, source="api")
+    with django_assert_max_num_queries(QUERIES_PER_MESSAGE):
+        assert deliver(kind, echo).status_code == 200
