@@ -112,13 +112,13 @@ def retry_delays(retry_config: Mapping[str, Any] | None) -> list[float]:
     return [float(delay * 2**k if exponential else delay) for k in range(attempts - 1)]
 
 
-def lease_seconds(retry_config: dict[str, Any], send_timeout: float) -> float:
+def lease_seconds(delays: list[float], send_timeout: float) -> float:
     """Longer than the longest possible send, so a live worker's send is never taken.
 
     httpx gives connecting, writing and reading a timeout each, so one attempt
-    can take up to three times `send_timeout`; then all attempts' waits, and a margin.
+    can take up to three times `send_timeout`; then all attempts' waits (`retry_delays`),
+    and a margin.
     """
-    delays = retry_delays(retry_config)
     attempts = len(delays) + 1
     return attempts * 3 * send_timeout + sum(delays) + LEASE_MARGIN_SECONDS
 
@@ -254,10 +254,11 @@ def send_claimed(
     gateway: Gateway,
     *,
     worker: str,
-    retry_config: dict[str, Any],
+    delays: list[float],
     sleep: Callable[[float], object] = time.sleep,
 ) -> Outcome:
-    """Send one reply this worker holds the claim of, and record the outcome."""
+    """Send one reply this worker holds the claim of, and record the outcome. `delays`:
+    the waits before retries (`retry_delays` of the run's retry_config, read once a run)."""
     refused = "" if not msg.recipient or not msg.body else window.refusal_for(msg, clock.now())
     if not msg.recipient or not msg.body:
         missing = "recipient" if not msg.recipient else "text"
@@ -272,7 +273,7 @@ def send_claimed(
             _address(msg),
             msg.body,
             reply_id=msg.message_id,
-            delays=retry_delays(retry_config),
+            delays=delays,
             sleep=sleep,
         )
     confirmed = None
@@ -420,8 +421,9 @@ class Sender:
         for mid in summary.expired:
             self.say(f"{mid}: its sender died mid-send -> failed ({OUTCOME_UNKNOWN})")
         try:
-            retry_config = rootstate.retry_config()
-            lease = lease_seconds(retry_config, self.send_timeout)
+            # Read and checked once a run, whatever the number of replies it sends.
+            delays = retry_delays(rootstate.retry_config())
+            lease = lease_seconds(delays, self.send_timeout)
         except ValueError as exc:
             summary.paused = f"retry_config is not usable: {exc}"
         else:
@@ -436,7 +438,7 @@ class Sender:
                 break
             self._pace()
             outcome = send_claimed(
-                msg, self.gateway, worker=self.worker, retry_config=retry_config, sleep=self.sleep
+                msg, self.gateway, worker=self.worker, delays=delays, sleep=self.sleep
             )
             self._report(outcome, summary)
             self.beat(state="sending")

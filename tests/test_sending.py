@@ -796,8 +796,7 @@ def test_a_reply_undone_and_approved_again_after_it_was_picked_keeps_its_new_und
 
 def test_the_claim_writes_a_lease_longer_than_the_longest_send(ready):
     reply = make_reply(Status.APPROVED)
-    config = rootstate.retry_config()
-    lease = sending.lease_seconds(config, 30.0)
+    lease = sending.lease_seconds(sending.retry_delays(rootstate.retry_config()), 30.0)
 
     claimed = sending.claim_next("worker-a", lease=lease)
 
@@ -845,9 +844,7 @@ def test_sending_one_reply_takes_a_bounded_number_of_queries(ready, django_asser
     claimed = sending.claim_next(sender.worker, lease=60)
 
     with django_assert_max_num_queries(14):
-        sending.send_claimed(
-            claimed, sender.gateway, worker=sender.worker, retry_config=rootstate.retry_config()
-        )
+        sending.send_claimed(claimed, sender.gateway, worker=sender.worker, delays=[])
     assert fresh(reply).status == Status.SENT
 
 
@@ -1227,3 +1224,15 @@ def test_a_wrong_gateway_address_pauses_sending_mails_once_and_fails_nothing(
     use_gateway(ready.url)
     assert make_sender().run_once().sent == 2
     assert not Incident.objects.filter(kind="gateway_config", resolved_at__isnull=True).exists()
+
+
+def test_a_run_reads_and_checks_retry_config_once_however_many_replies(ready, monkeypatch):
+    for _ in range(3):
+        make_reply(Status.APPROVED)
+    calls = []
+    real = sending.retry_delays
+    monkeypatch.setattr(
+        sending, "retry_delays", lambda config: calls.append(config) or real(config)
+    )
+    assert make_sender().run_once().sent == 3
+    assert len(calls) == 1
