@@ -179,7 +179,9 @@ def test_bulk_approve(new_page):
     ]
 
 
-def test_two_reviewers_race_on_one_card(new_page):
+def test_two_reviewers_race_on_one_card(new_page, settings):
+    # The winner's Undo lasts the grace window: long enough here for a loaded machine.
+    settings.APPROVAL_GRACE_SECONDS = 120
     draft = make_reply()
     pages = {"dana": new_page("dana"), "sam": new_page("sam")}
     for page in pages.values():
