@@ -79,12 +79,13 @@ class Client:
         """The gateway's answer, whatever its status; GatewayUnavailable when none came."""
         try:
             return self._http.request(method, url, timeout=timeout, **kwargs)
+        # First: UnsupportedProtocol is an HTTPError too, but it is our setting, not the gateway.
+        except (httpx.InvalidURL, httpx.UnsupportedProtocol, ValueError) as exc:
+            raise GatewayUnavailable(f"{self.names.address} {url!r} is not usable ({exc})") from exc
         except httpx.HTTPError as exc:
             raise GatewayUnavailable(
                 f"{self.names.gateway} at {url} did not answer ({describe(exc)})"
             ) from exc
-        except (httpx.InvalidURL, ValueError) as exc:  # a malformed URL
-            raise GatewayUnavailable(f"{self.names.address} {url!r} is not usable ({exc})") from exc
 
     def send(
         self,
