@@ -158,13 +158,21 @@ def settle_later(row: GatewayMessage) -> str:
         return _settle(row.reply_id, row) if _uncertain_failed(row.reply_id) else ""
     if not row.chat:
         return ""
-    candidates = list(
-        Message.objects.filter(status=Status.FAILED, chat=row.chat, claimed_at__isnull=False)
+    # Only replies claimed before the echo's send (with the skew) and of the same text:
+    # the audit row (one query each) is read for those few, not for a chat's every failure.
+    when = row.sent_at or row.recorded_at
+    candidates = (
+        Message.objects.filter(
+            status=Status.FAILED,
+            chat=row.chat,
+            claimed_at__isnull=False,
+            claimed_at__lte=when + CLOCK_SKEW,
+        )
         .exclude(reply_to="")
         .order_by("claimed_at", "pk")
     )
     for msg in candidates:
-        if not lifecycle.last_failure_uncertain(msg.message_id):
+        if normalise(msg.body) != row.text or not lifecycle.last_failure_uncertain(msg.message_id):
             continue
         with transaction.atomic():
             if claim_for(msg, [row]) is None:

@@ -37,7 +37,10 @@ from statecore.whatsapp import (
 from tests.factories import make_reply
 
 KIND = "waha"
+# An echo settling a reply: receipt check, the echo's row, the candidates, one audit read,
+# the tie, the move (lock, update, counters, audit), the receipt; savepoints on top.
 NUMBER = "923001234567"
+ECHO_SETTLE_QUERIES = 19
 
 
 def customer_item(key: str, message_id: str, *, chat: str = f"{NUMBER}@c.us", text: str = "Hi"):
@@ -271,3 +274,15 @@ def test_an_echo_naming_a_reply_that_is_not_uncertain_changes_nothing(db):
     item = echo_item("wamid.R:sent", "wamid.R", chat=reply.chat, text="", reply_id=reply.message_id)
     assert inbound.receive("cloud", [item])[0].outcome == f"echo of {reply.message_id}"
     assert Message.objects.get(pk=reply.pk).status == Status.REJECTED
+
+
+def test_settling_a_late_echo_reads_no_audit_row_of_replies_with_other_text(
+    db, django_assert_max_num_queries
+):
+    # A chat with many failed replies: only the one with the echo's text is looked into.
+    others = [uncertain_reply(f"Another reply {n}") for n in range(6)]
+    target = uncertain_reply("The one that went")  # claimed last: looked at after the others
+    Message.objects.filter(pk__in=[o.pk for o in others]).update(chat=target.chat)
+    item = echo_item("evt_q", "3EB0Q", chat=target.chat, text="The one that went")
+    with django_assert_max_num_queries(ECHO_SETTLE_QUERIES):
+        assert inbound.receive(KIND, [item])[0].outcome == f"settled {target.message_id} as sent"
