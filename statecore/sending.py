@@ -450,6 +450,8 @@ class Sender:
                 # The gateway cannot take replies now: the rest wait with this one.
                 summary.paused = f"the gateway did not take the reply: {outcome.error}"
                 self._note_pause(summary.paused)
+                # The send may have recorded what the gateway said of the session.
+                self._verdict = None
                 if outcome.held_for == Next.CONFIG:
                     alerts.report(
                         alerts.GATEWAY_CONFIG,
