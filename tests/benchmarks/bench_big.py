@@ -59,7 +59,11 @@ def cached_state_file(folder: Path, n: int) -> Path:
     start = time.perf_counter()
     # Written aside and renamed, so an interrupted run never leaves a half file to reuse.
     partial = path.with_name(path.name + ".partial")
-    generate.write_state_file(partial, n, seed=n)
+    try:
+        generate.write_state_file(partial, n, seed=n)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
     partial.replace(path)
     print(f"  done in {time.perf_counter() - start:.0f} s", file=sys.stderr)
     return path

@@ -384,7 +384,7 @@ def _copy_list(spool: IO[bytes], out: IO[bytes]) -> None:
         return
     spool.seek(0)
     out.write(b"[")
-    shutil.copyfileobj(spool, out, 1 << 20)
+    shutil.copyfileobj(spool, out)
     out.write(b"\n    ]")
 
 
