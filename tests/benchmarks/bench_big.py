@@ -21,6 +21,7 @@ import argparse
 import hashlib
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -131,7 +132,8 @@ def _queries(pages: list[dict | None]) -> str:
 
 
 def page_rows(results: dict[str, dict]) -> list[tuple[str, ...]]:
-    """(page, SQLite, PostgreSQL, queries, goal, result) per page, for the databases run."""
+    """(page, SQLite, PostgreSQL, queries, goal, result, SQLite CPU) per page, for the
+    databases run."""
     rows = []
     for label, _ in PAGES:
         pages = [
@@ -141,8 +143,17 @@ def page_rows(results: dict[str, dict]) -> list[tuple[str, ...]]:
         seconds = [p.get("seconds") if p else None for p in ran]
         met = "met" if page_met(seconds) else "MISSED"
         cells = [_ms(p) if v in results else "-" for v, p in zip(DATABASES, pages, strict=True)]
-        rows.append((label, *cells, _queries(pages), f"<= {PAGE_GOAL * 1000:.0f} ms", met))
+        goal = f"<= {PAGE_GOAL * 1000:.0f} ms"
+        rows.append((label, *cells, _queries(pages), goal, met, _sqlite_cpu(pages[0])))
     return rows
+
+
+def _sqlite_cpu(page: dict | None) -> str:
+    """SQLite runs inside the timed process, so its CPU time is the page's work without
+    the wait for a busy machine's cores (PostgreSQL's work is in another process)."""
+    if not page or "cpu" not in page:
+        return ""
+    return f"{statistics.median(page['cpu']) * 1000:,.0f} ms"
 
 
 def import_rows(results: dict[str, dict]) -> list[tuple[str, ...]]:
@@ -238,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         f"load average {load_at_start} at start, {load_average()} at end; DEBUG off, "
         f"server time per page: median of 3 after a warm-up"
     )
-    header = ("page", "SQLite", "PostgreSQL", "queries", "goal", "result")
+    header = ("page", "SQLite", "PostgreSQL", "queries", "goal", "result", "SQLite CPU")
     print(f"\n{title}\n\n{text_table(header, page_rows(results))}\n")
     print(
         text_table(("import", "time and peak RSS", "goal", "result"), import_rows(results)) + "\n"
