@@ -500,3 +500,14 @@ def test_bench_big_refuses_postgresql_without_a_server(
         bench_big.main(["--only", "postgresql", "--size", "10"])
     with pytest.raises(SystemExit):
         bench_big.main(["--only", "mysql"])
+
+
+def test_a_failed_database_gives_a_missed_figure_per_page_so_the_run_exits_1() -> None:
+    failed = bench_big.figures({"postgresql": {"error": "connection refused"}}, 10)
+    assert len(failed) == len(PAGES)
+    assert all(f.met is False for f in failed)
+    imported = {"seconds": 1.0, "exit_code": 0, "peak_rss_bytes": 140, "file_bytes": 100}
+    ran = {"import": imported, "pages": {label: _page(0.010) for label, _ in PAGES}}
+    assert all(f.met is True for f in bench_big.figures({"sqlite": ran}, 10))
+    crashed = ran | {"import": imported | {"exit_code": 1}}
+    assert bench_big.figures({"sqlite": crashed}, 10)[0].met is False
