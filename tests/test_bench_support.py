@@ -499,7 +499,7 @@ def test_bench_big_refuses_postgresql_without_a_server(
     with pytest.raises(SystemExit):
         bench_big.main(["--only", "postgresql", "--size", "10"])
     with pytest.raises(SystemExit):
-        bench_big.main(["--only", "mysql"])
+        bench_big.main(["--only", "mysql", "--size", "10"])
 
 
 def test_a_failed_database_gives_a_missed_figure_per_page_so_the_run_exits_1() -> None:
