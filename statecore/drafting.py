@@ -130,7 +130,7 @@ def _candidates(now: datetime, *, groups: bool) -> QuerySet[Message]:
     return candidates.order_by("timestamp", "position", "pk")
 
 
-def settle_chats_off(now: datetime, *, groups: bool, limit: int = OFF_BATCH) -> int:
+def settle_chats_off(now: datetime, *, groups: bool, limit: int) -> int:
     """Record the messages the assistant would be asked about now, in chats that are off,
     as "no reply wanted" (never asked, then or later: turning the chat back on does not
     draft what came while it was off), each with an audit row by "chat off". At most
@@ -234,7 +234,7 @@ class Drafter:
             return summary
         now = clock.now()
         groups = config.get("process_group_messages") is True
-        summary.chat_off = settle_chats_off(now, groups=groups)
+        summary.chat_off = settle_chats_off(now, groups=groups, limit=OFF_BATCH)
         messages = list(due(now, groups=groups)[:limit])
         attempts = DraftAttempt.objects.in_bulk(
             [msg.message_id for msg in messages], field_name="message_id"

@@ -12,7 +12,7 @@ from django.contrib.messages import get_messages
 from django.test import Client
 from django.urls import reverse
 
-from statecore import chat_modes, clock, lifecycle, rootstate, statefile
+from statecore import chat_modes, clock, drafting, lifecycle, rootstate, statefile, stats
 from statecore.drafting import NOT_DRAFTED, Drafter
 from statecore.models import AuditEvent, ChatMode, DraftAttempt, Message, Mode, Source, Status
 from statecore.standin_assistant import draft_reply as standin_draft_reply
@@ -207,6 +207,17 @@ def test_the_modes_never_reach_the_state_file(sample_state):
     assert statefile.export_bytes() == before
 
 
+def test_decisions_of_a_chats_mode_are_no_persons_wait():
+    set_mode(NUMBER, "auto")
+    set_mode(OTHER, "off")
+    script_draft(NUMBER)
+    script_draft(OTHER)
+    assert stats.decision_waits(clock.now()).count == 0
+    person = make_reply(incoming=make_incoming(number="923005550000"))
+    lifecycle.reject(person.message_id, actor="dana", source=Source.WEB)
+    assert stats.decision_waits(clock.now()).count == 1
+
+
 # --- Enforced where the assistant is asked (the drafter) -----------------------------------
 
 
@@ -252,6 +263,19 @@ def test_a_message_that_came_while_off_is_not_drafted_once_the_chat_is_back_on()
 
     assert assistant.asked == [] and summary.chat_off == 0
     assert AuditEvent.objects.filter(action=NOT_DRAFTED).count() == 1
+
+
+def test_more_messages_of_a_chat_that_is_off_than_a_round_records_are_never_asked(monkeypatch):
+    monkeypatch.setattr(drafting, "OFF_BATCH", 1)
+    assistant = RecordingAssistant()
+    set_mode(NUMBER, "off")
+    for n in range(3):
+        make_incoming(number=NUMBER, body=f"noise {n}")
+
+    rounds = [drafting_round(assistant).chat_off for _ in range(4)]
+
+    assert assistant.asked == []
+    assert rounds == [1, 1, 1, 0]
 
 
 def test_auto_the_assistants_draft_is_approved_at_once():
@@ -361,9 +385,22 @@ def test_the_menu_shows_the_chats_mode_checked(rc, draft):
     assert not re.search(r'value="(review|auto)" checked', card)
 
 
-def test_the_menu_is_offered_only_with_the_permission(rc, reader, draft):
+def without_set_mode(reviewer: User) -> Client:
+    """The reviewer signed in after the permission was taken from their group (the
+    Reviewers group has it from approvals 0004; an admin can take it back)."""
+    group = reviewer.groups.get()
+    group.permissions.remove(Permission.objects.get(codename="set_chat_mode"))
+    client = Client()
+    client.force_login(User.objects.get(pk=reviewer.pk))
+    return client
+
+
+def test_the_menu_is_offered_only_with_the_permission(rc, reviewer, draft):
     assert 'class="chat-mode-form"' in card_html(rc.get("/queue/"), draft)
-    assert 'class="chat-mode-form"' not in card_html(reader.get("/queue/"), draft)
+    lost = without_set_mode(reviewer)
+    card = card_html(lost.get("/queue/"), draft)
+    assert 'class="chat-mode-form"' not in card
+    assert f'action="{url("approve", draft)}"' in card  # still a reviewer
 
 
 def test_without_the_permission_it_is_refused_with_403(reader, draft):
@@ -374,12 +411,9 @@ def test_without_the_permission_it_is_refused_with_403(reader, draft):
 
 
 def test_a_reviewer_whose_permission_was_taken_is_refused(reviewer, draft):
-    # The Reviewers group has it (approvals 0004); one person can lose it.
-    group = reviewer.groups.get()
-    group.permissions.remove(Permission.objects.get(codename="set_chat_mode"))
-    client = Client()
-    client.force_login(User.objects.get(pk=reviewer.pk))
-    assert client.post(mode_url("chat-mode", draft), {"mode": "off"}).status_code == 403
+    lost = without_set_mode(reviewer)
+    for name in ("chat-mode", "history-chat-mode"):
+        assert lost.post(mode_url(name, draft), {"mode": "off"}).status_code == 403
     assert not ChatMode.objects.exists()
 
 
@@ -442,6 +476,13 @@ def test_the_history_entry_sets_the_mode_and_answers_with_the_entry(rc, draft):
     assert f'id="entry-{decided.pk}"' in html and badge(html) == "off"
     assert chat_modes.mode_of(NUMBER) == Mode.OFF
     assert badge(rc.get("/history/").content.decode()) == "off"
+
+
+def test_the_history_menu_is_offered_only_with_the_permission(rc, reviewer, draft):
+    decided = lifecycle.reject(draft.message_id, actor="dana", source=Source.WEB)
+    target = reverse("approvals:history-chat-mode", args=[decided.pk])
+    assert target in rc.get("/history/").content.decode()
+    assert target not in without_set_mode(reviewer).get("/history/").content.decode()
 
 
 def test_the_queue_page_runs_no_more_queries_with_modes_set(rc, draft):
