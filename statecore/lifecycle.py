@@ -633,8 +633,9 @@ def add_message(
     did. An id already stored raises instead of making a second copy. A draft added
     to pending_approval is decided at once when its chat's mode says so (see
     `_apply_chat_mode`: `auto`, or `human_in_the_loop` false, approves it, actor
-    "auto"; `off` rejects it). `counted=False`: kept without counting it (an answer
-    from the phone is not one of our sends)."""
+    "auto"; `off` rejects it, and so a reply added straight to approved too).
+    `counted=False`: kept without counting it (an answer from the phone is not one
+    of our sends)."""
     status = Status(status)
     if not isinstance(message_data, dict):
         raise TypeError("message_data must be a dict")
@@ -649,11 +650,18 @@ def add_message(
         message_data["timestamp"] = clock.local_iso()
     data = json.loads(dumps_compact(message_data))  # refuse what JSON cannot hold, early
     now = clock.now()
+    columns = message_columns(data, status)
+    note = ""
     try:
         with transaction.atomic():
-            msg = Message.objects.create(position=time.time_ns(), **message_columns(data, status))
+            if status == S.APPROVED and chat_modes.mode_of(columns["chat"]) == Mode.OFF:
+                # A reply a script approves itself, for a chat that is off: added as a
+                # draft and rejected below like any other, so nothing is sent.
+                status = columns["status"] = S.PENDING_APPROVAL
+                note = f"added as approved; {CHAT_OFF_NOTE}"
+            msg = Message.objects.create(position=time.time_ns(), **columns)
             rootstate.count_arrival(status, touch_only=not counted)
-            _audit(msg.message_id, "add", "", status, actor, source, "", {}, now)
+            _audit(msg.message_id, "add", "", status, actor, source, note, {}, now)
             if status == S.PENDING_APPROVAL:
                 # In the same transaction: no reviewer ever sees it pending.
                 msg = _apply_chat_mode(msg, source)

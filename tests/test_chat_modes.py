@@ -159,6 +159,27 @@ def test_off_rejects_the_draft_at_once_and_the_script_gets_no_error():
     assert rootstate.statistics()["total_rejected"] == 1
 
 
+def test_off_a_reply_a_script_approves_itself_is_rejected_too():
+    set_mode(NUMBER, "off")
+    set_mode(OTHER, "auto")
+    held = make_reply(Status.APPROVED, incoming=make_incoming(number=NUMBER))
+    other = make_reply(Status.APPROVED, incoming=make_incoming(number=OTHER))
+
+    assert held.status == Status.REJECTED
+    assert actions_of(held) == [
+        ("add", "pending_approval", "factory", "added as approved; the chat is off"),
+        ("reject", "rejected", "chat off", "the chat is off"),
+    ]
+    assert rootstate.statistics()["total_approved"] == 1  # only the other chat's
+    assert other.status == Status.APPROVED and len(actions_of(other)) == 1
+
+
+def test_what_was_sent_is_stored_as_it_came_whatever_the_mode():
+    set_mode(NUMBER, "off")
+    sent = make_reply(Status.SENT, incoming=make_incoming(number=NUMBER))
+    assert sent.status == Status.SENT
+
+
 def test_a_mode_applies_to_its_chat_only():
     set_mode(OTHER, "off")
     assert script_draft(NUMBER).status == Status.PENDING_APPROVAL
