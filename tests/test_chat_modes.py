@@ -399,6 +399,15 @@ def test_the_card_says_when_its_chat_is_not_in_review(rc, draft, mode):
     assert badge(rc.get(url("card", draft), **HTMX).content.decode()) == mode
 
 
+def test_a_card_the_poll_brings_says_its_chats_mode(rc, draft):
+    arrived = make_reply(incoming=make_incoming(number=OTHER))
+    set_mode(OTHER, "auto")  # after it came: it waits, and its card says why it is unusual
+    poll = rc.get(url("queue-poll"), {"shown": [f"{draft.pk}-0"]}, **HTMX)
+    assert poll.status_code == 200
+    html = poll.content.decode()
+    assert f'id="card-{arrived.pk}"' in html and badge(html) == "auto"
+
+
 def test_the_menu_shows_the_chats_mode_checked(rc, draft):
     set_mode(NUMBER, "off")
     card = card_html(rc.get("/queue/"), draft)
