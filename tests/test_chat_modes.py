@@ -218,6 +218,8 @@ def test_an_import_is_the_state_as_it_was_whatever_the_modes(sample_state):
         set_mode(chat, "off")
     statefile.import_bytes(sample_state, actor="test", source=Source.COMMAND)
     assert list(Message.objects.pending().values_list("chat", "message_id")) == pending
+    # ...and an import does not reset the modes: they are not part of the file.
+    assert {chat_modes.mode_of(chat) for chat, _ in pending} == {Mode.OFF}
 
 
 def test_the_modes_never_reach_the_state_file(sample_state):
