@@ -19,7 +19,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.dates import MONTHS_3
 
-from statecore import whatsapp, window
+from statecore import chat_modes, whatsapp, window
 from statecore.lifecycle import MAX_REPLY_LENGTH
 from statecore.models import Message, Status
 from statecore.statefile.columns import reply_address
@@ -42,6 +42,12 @@ MEDIA_WORDS = {
 }
 # Under this long left of the 24-hour reply window (Cloud) the card says it in orange.
 WINDOW_SHORT = timedelta(hours=2)
+
+
+def mode_badge(mode: str) -> str:
+    """What a card or a history entry says of its chat's mode: the mode when it is not
+    the default ("auto", "off"), else ""."""
+    return mode if mode and mode != chat_modes.DEFAULT else ""
 
 
 class Moment(NamedTuple):
@@ -122,6 +128,8 @@ class Card:
     closes: datetime | None = None
     # Why the gateway refused this approve just now (a refusal answered on the card).
     refused: str = ""
+    # The chat's mode (chat_modes), set by queue.build_cards for a pending draft.
+    chat_mode: str = ""
 
     def __getitem__(self, name: str):
         # A template looks `card.name` up as `card["name"]` first; answering it spares
@@ -151,6 +159,15 @@ class Card:
     @property
     def card_url(self) -> str:
         return self.page.url("card", self.msg.pk)
+
+    @property
+    def chat_mode_url(self) -> str:
+        return self.page.url("chat-mode", self.msg.pk)
+
+    @property
+    def mode_badge(self) -> str:
+        """The chat's mode when it is not the default ("auto", "off"), else ""."""
+        return mode_badge(self.chat_mode)
 
     @property
     def pending(self) -> bool:

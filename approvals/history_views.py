@@ -11,12 +11,12 @@ from django.utils.functional import SimpleLazyObject
 from django.views.decorators.http import require_safe
 from django_htmx.http import trigger_client_event
 
-from statecore import clock, lifecycle
+from statecore import chat_modes, clock, lifecycle
 from statecore.lifecycle import MoveRefused
 from statecore.models import Message, Source
 
 from . import history, queue
-from .access import REOPEN, RESOLVE, actor, may, next_url, signed_in
+from .access import REOPEN, RESOLVE, SET_MODE, actor, may, next_url, signed_in
 from .actions import Target, message_action
 from .forms import LIMITS, ConfirmSentForm, HistoryFilterForm, ReopenForm
 from .queue_views import CHANGED
@@ -35,7 +35,7 @@ def history_page(request: HttpRequest) -> HttpResponse:
     now = clock.now()
     filter_form = HistoryFilterForm(request.GET)
     filters = filter_form.values()
-    replies = history.handled_replies(filters)
+    replies = chat_modes.annotate_modes(history.handled_replies(filters))
     if filter_form.search_refused:
         replies = replies.none()  # the error is shown, not every reply unsearched
     page = Paginator(replies, queue.PAGE_SIZE).get_page(request.GET.get("page"))
@@ -93,6 +93,7 @@ def _render(request: HttpRequest, template: str, context: dict, status: int = 20
     only if an entry offers it (lazy: a page without failed replies never asks)."""
     context["can_resolve"] = SimpleLazyObject(lambda: may(request.user, RESOLVE))
     context["can_reopen"] = SimpleLazyObject(lambda: may(request.user, REOPEN))
+    context["can_set_mode"] = SimpleLazyObject(lambda: may(request.user, SET_MODE))
     context["limits"] = LIMITS
     return render(request, template, context, status=status)
 

@@ -20,7 +20,7 @@ from django.conf import settings
 from django.db.models import F, Q, QuerySet
 from django.db.models.functions import Length
 
-from statecore import window
+from statecore import chat_modes, window
 from statecore.lifecycle import MoveRefused, Refusal
 from statecore.models import Message, Status
 
@@ -105,8 +105,21 @@ def build_cards(
         )
         for draft in drafts
     ]
-    add_windows([card for card in cards if card.pending])
+    pending = [card for card in cards if card.pending]
+    add_windows(pending)
+    add_chat_modes(pending)
     return cards
+
+
+def add_chat_modes(cards: Sequence[Card]) -> None:
+    """Each card's chat mode: annotated on the drafts of a page (`chat_modes.annotate_modes`,
+    no query), else one query for those that lack it."""
+    unknown = [c for c in cards if getattr(c.msg, chat_modes.ANNOTATION, None) is None]
+    modes = chat_modes.modes_of(c.msg.chat for c in unknown) if unknown else {}
+    for card in cards:
+        known = getattr(card.msg, chat_modes.ANNOTATION, None)
+        # A draft that names no chat has no mode to show or set.
+        card.chat_mode = (known or modes[card.msg.chat]) if card.msg.chat else ""
 
 
 def add_windows(cards: Sequence[Card]) -> None:

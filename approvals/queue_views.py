@@ -18,12 +18,12 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST, require_safe
 from django_htmx.http import trigger_client_event
 
-from statecore import clock, lifecycle
+from statecore import chat_modes, clock, lifecycle
 from statecore.lifecycle import MoveRefused
 from statecore.models import Message, Source, Status
 
 from . import queue
-from .access import REVIEW, actor, may, next_url, require_perm, signed_in, with_param
+from .access import REVIEW, SET_MODE, actor, may, next_url, require_perm, signed_in, with_param
 from .actions import Target, message_action
 from .cards import DECIDED, Card
 from .forms import LIMITS, ApproveForm, BulkForm, EditForm, QueueFilterForm, RejectForm, db_id
@@ -62,9 +62,8 @@ def queue_page(request: HttpRequest) -> HttpResponse:
     filter_form = QueueFilterForm(request.GET)
     filters = filter_form.values()
     counts = queue.status_counts(now=now)
-    pages = CountedPaginator(
-        _drafts(filter_form, now), queue.PAGE_SIZE, count=_pending_count(filter_form, counts)
-    )
+    drafts = chat_modes.annotate_modes(_drafts(filter_form, now))
+    pages = CountedPaginator(drafts, queue.PAGE_SIZE, count=_pending_count(filter_form, counts))
     page = pages.get_page(request.GET.get("page"))
     params = request.GET.copy()
     params.pop("done", None)
@@ -135,7 +134,7 @@ def queue_poll(request: HttpRequest) -> HttpResponse:
     new_pks = [m.pk for m in on_page if m.pk not in shown]
     new_cards = []
     if new_pks:
-        fresh = {m.pk: m for m in Message.objects.filter(pk__in=new_pks)}
+        fresh = {m.pk: m for m in chat_modes.annotate_modes(Message.objects.filter(pk__in=new_pks))}
         in_order = [fresh[pk] for pk in new_pks if pk in fresh]
         new_cards = queue.build_cards(in_order, now=now, with_newer=False, viewer=actor(request))
         for card in new_cards:
@@ -332,6 +331,7 @@ def _render(request: HttpRequest, template: str, context: dict, status: int = 20
     context = _FLAGS | {"limits": LIMITS} | context
     context["can_review"] = may(request.user, REVIEW)
     context["can_select"] = context["can_review"] and not context["single"]
+    context["can_set_mode"] = may(request.user, SET_MODE)
     return render(request, template, context, status=status)
 
 

@@ -22,8 +22,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from . import clock, rootstate
-from .models import AuditEvent, Message, Status
+from . import chat_modes, clock, rootstate
+from .models import AuditEvent, Message, Mode, Status
 from .statefile.columns import dumps_compact, message_columns
 from .statefile.rules import MESSAGE_RULES, validate_message
 
@@ -53,8 +53,14 @@ MAX_REPLY_LENGTH = 65_536
 NOT_CLAIMED = Q(claimed_at__isnull=True)
 CLAIMED_REASON = "it has been claimed for sending"
 LEASED_REASON = "the sender holds it (its lease has not run out); try again later"
-# Who approves a draft when human_in_the_loop is off; its decisions are nobody's wait.
+# Who approves a draft when human_in_the_loop is off, or its chat is on auto; its
+# decisions are nobody's wait.
 AUTOMATIC_ACTOR = "auto"
+# Who rejects a draft added for a chat that is off (chat_modes), and why.
+CHAT_OFF_ACTOR = "chat off"
+CHAT_OFF_NOTE = "the chat is off"
+# Decisions no person made.
+AUTOMATIC_ACTORS = (AUTOMATIC_ACTOR, CHAT_OFF_ACTOR)
 # The flag a move into `failed` records in its audit detail when the send may have
 # gone out (sending.OUTCOME_UNKNOWN): a person checks the phone before a retry.
 UNCERTAIN_FLAG = "outcome_unknown"
@@ -648,10 +654,12 @@ def add_message(
     """Store a new message object in `status`, counted as the old code counted.
 
     Adds `timestamp` (now) to the caller's dict when it has none, as the old code
-    did. An id already stored raises instead of making a second copy. With
-    `human_in_the_loop` false, a draft added to pending_approval is approved at
-    once by the same path, actor "auto". `counted=False`: kept without counting it
-    (an answer from the phone is not one of our sends)."""
+    did. An id already stored raises instead of making a second copy. A draft added
+    to pending_approval is decided at once when its chat's mode says so (see
+    `_apply_chat_mode`: `auto`, or `human_in_the_loop` false, approves it, actor
+    "auto"; `off` rejects it, and so a reply added straight to approved too).
+    `counted=False`: kept without counting it (an answer from the phone is not one
+    of our sends)."""
     status = Status(status)
     if not isinstance(message_data, dict):
         raise TypeError("message_data must be a dict")
@@ -666,24 +674,44 @@ def add_message(
         message_data["timestamp"] = clock.local_iso()
     data = json.loads(dumps_compact(message_data))  # refuse what JSON cannot hold, early
     now = clock.now()
+    columns = message_columns(data, status)
+    note = ""
     try:
         with transaction.atomic():
-            msg = Message.objects.create(position=time.time_ns(), **message_columns(data, status))
+            if status == S.APPROVED and chat_modes.mode_of(columns["chat"]) == Mode.OFF:
+                # A reply a script approves itself, for a chat that is off: added as a
+                # draft and rejected below like any other, so nothing is sent.
+                status = columns["status"] = S.PENDING_APPROVAL
+                note = f"added as approved; {CHAT_OFF_NOTE}"
+            msg = Message.objects.create(position=time.time_ns(), **columns)
             rootstate.count_arrival(status, touch_only=not counted)
-            _audit(msg.message_id, "add", "", status, actor, source, "", {}, now)
-            # In the same transaction: no reviewer ever sees it pending.
-            if status == S.PENDING_APPROVAL and not rootstate.human_in_the_loop():
-                msg = approve(
-                    msg.message_id,
-                    actor=AUTOMATIC_ACTOR,
-                    source=source,
-                    note="human_in_the_loop is off",
-                )
+            _audit(msg.message_id, "add", "", status, actor, source, note, {}, now)
+            if status == S.PENDING_APPROVAL:
+                # In the same transaction: no reviewer ever sees it pending.
+                msg = _apply_chat_mode(msg, source)
     except IntegrityError:
         if Message.objects.filter(message_id=data["id"]).exists():
             raise ValueError(f"{data['id']}: a message with this id is already stored") from None
         raise
     return msg
+
+
+def _apply_chat_mode(draft: Message, source: str) -> Message:
+    """What the draft's chat mode (`chat_modes`) says of a new draft: `off`, rejected at
+    once (actor "chat off": nothing is sent, the caller gets no error); `auto`, approved
+    at once by the same path as a person's approve; `review`, approved at once only when
+    `human_in_the_loop` is off. Where a draft is added, whoever adds it; an import is
+    not an addition (the file is the state as it was) and is never decided here."""
+    mode = chat_modes.mode_of(draft.chat)
+    if mode == Mode.OFF:
+        return reject(draft.message_id, actor=CHAT_OFF_ACTOR, source=source, reason=CHAT_OFF_NOTE)
+    if mode == Mode.AUTO:
+        note = "the chat is on auto"
+    elif not rootstate.human_in_the_loop():
+        note = "human_in_the_loop is off"
+    else:
+        return draft
+    return approve(draft.message_id, actor=AUTOMATIC_ACTOR, source=source, note=note)
 
 
 def clear_list(status: str, *, actor: str, source: str) -> int:

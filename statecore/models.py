@@ -380,3 +380,40 @@ class GatewayMessage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.gateway_id} -> {self.reply_id or '(unmatched)'}"
+
+
+class Mode(models.TextChoices):
+    """A chat's mode (`ChatMode`)."""
+
+    # As the setting says: a person decides, unless `human_in_the_loop` is off.
+    REVIEW = "review", "Review"
+    # Approved at once by the same path as a person's approve, actor "auto".
+    AUTO = "auto", "Auto"
+    # The assistant is not asked; a draft a script adds is rejected at once, actor "chat off".
+    OFF = "off", "Off"
+
+
+class ChatMode(models.Model):
+    """How the drafts of one chat are handled; a chat without a row is in `review`.
+
+    Kept here, not in `whatsapp_state.json` (like users and the audit log): an export
+    never carries it and an import never changes it. Changed only by
+    `chat_modes.set_mode`, which audits it; enforced by `lifecycle.add_message`."""
+
+    Mode = Mode
+
+    # The chat's digits, as `Message.chat` holds them (`9230...`, a group's `1203...`).
+    chat = models.CharField(max_length=200, unique=True)
+    mode = models.CharField(max_length=10, choices=Mode.choices, default=Mode.REVIEW)
+    updated_at = models.DateTimeField()
+    updated_by = models.CharField(max_length=150)
+
+    class Meta:
+        ordering = ["chat"]
+        permissions = [("set_chat_mode", "Can set a chat's mode")]
+        constraints = [
+            models.CheckConstraint(condition=Q(mode__in=Mode.values), name="chat_mode_is_known")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.chat}: {self.mode}"

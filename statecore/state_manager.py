@@ -32,7 +32,7 @@ _ensure_django()
 
 from django.db import close_old_connections, connection  # noqa: E402
 
-from . import lifecycle, rootstate, session, settings_store, statefile  # noqa: E402
+from . import chat_modes, lifecycle, rootstate, session, settings_store, statefile  # noqa: E402
 from .drafting import undrafted  # noqa: E402
 from .models import AuditEvent, Message, Source, Status  # noqa: E402
 from .statefile.rules import api_value_problems, validate_setting  # noqa: E402
@@ -195,6 +195,16 @@ class StateManager:
 
     def clear_messages(self, status: MessageStatus | str) -> None:
         lifecycle.clear_list(_status(status), **self._who())
+
+    # --- chat modes (not in the old API) ---------------------------------------------
+    def get_chat_mode(self, chat: str) -> str:
+        """ "review", "auto" or "off" (chat_modes); ValueError naming `chat` for no number."""
+        return chat_modes.mode_of(chat_modes.clean_chat(chat)).value
+
+    def set_chat_mode(self, chat: str, mode: str) -> bool:
+        """Put a chat in a mode, audited; False when it was in it already. ValueError
+        naming `chat` or `mode`."""
+        return chat_modes.set_mode(chat, mode, **self._who())
 
     # --- statistics --------------------------------------------------------------
     def get_statistics(self) -> dict:

@@ -19,7 +19,7 @@ from django.db.models.functions import Lower, TruncHour
 from django.utils import timezone
 
 from . import clock, rootstate, session
-from .lifecycle import AUTOMATIC_ACTOR
+from .lifecycle import AUTOMATIC_ACTORS
 from .models import AuditEvent, Heartbeat, Message, Status
 from .sending import HEARTBEAT_NAME, sender_stopped
 
@@ -148,8 +148,9 @@ def decision_waits(now: datetime) -> Waits:
     rows = (
         _events("approve", "reject")
         .filter(created_at__gte=now - WINDOW, created_at__lte=now)
-        # Decisions by the automation (human_in_the_loop off) are not waits for a person.
-        .exclude(actor=AUTOMATIC_ACTOR)
+        # Decisions by the automation (human_in_the_loop off, a chat on auto or off) are
+        # not waits for a person.
+        .exclude(actor__in=AUTOMATIC_ACTORS)
         .annotate(drafted_at=Subquery(drafted))
         .order_by("-created_at", "-pk")
         .values_list("created_at", "drafted_at")
