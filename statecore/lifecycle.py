@@ -19,9 +19,11 @@ from enum import StrEnum
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Q
+from django.db.models.fields.json import KT
 from django.utils import timezone
 
 from . import clock, rootstate
+from .editdistance import edit_distance
 from .models import AuditEvent, Message, Status
 from .statefile.columns import dumps_compact, message_columns
 from .statefile.rules import MESSAGE_RULES, validate_message
@@ -48,6 +50,8 @@ ALLOWED_MOVES: dict[tuple[str, str], str] = {
 REOPEN = "reopen"
 UNDO = "undo"
 EDIT_EXTRA_KEYS = "admin_edit"
+# The note of an approval with an edited text (edit_and_approve).
+EDITED = "edited"
 MAX_REPLY_LENGTH = 65_536
 NOT_CLAIMED = Q(claimed_at__isnull=True)
 CLAIMED_REASON = "it has been claimed for sending"
@@ -327,12 +331,19 @@ def approve(message_id: str, *, actor: str, source: str, note: str = "") -> Mess
 
 def edit_and_approve(message_id: str, text: str, *, actor: str, source: str) -> Message:
     """A reviewer replaces the draft's text and approves it; the audit event keeps both.
-    Refused as `approve` is when the gateway would refuse it."""
+    Refused as `approve` is when the gateway would refuse it.
+
+    The detail holds `original` (the text before this edit), `edited`, and `distance`:
+    the edit distance (editdistance.py) from the assistant's draft to `edited`. The
+    assistant's draft is `original`, or after an undo or a reopen of an edited reply
+    the first edit's `original`, so a second edit measures the whole correction.
+    `distance_capped: true` when the texts were too long to measure exactly."""
     if not text.strip():
         raise ValueError(f"{message_id}: the edited reply is empty")
     if len(text) > MAX_REPLY_LENGTH:
         raise ValueError(f"{message_id}: the edited reply is over {MAX_REPLY_LENGTH} characters")
     original = Message.objects.filter(message_id=message_id).values_list("body", flat=True).first()
+    # Measured before the move: seconds of CPU never hold the write lock.
     return move(
         message_id,
         S.APPROVED,
@@ -340,9 +351,22 @@ def edit_and_approve(message_id: str, text: str, *, actor: str, source: str) -> 
         actor=actor,
         source=source,
         set_keys={"body": text},
-        detail={"original": original, "edited": text},
-        note="edited",
+        detail={"original": original, "edited": text, **_edit_size(message_id, original, text)},
+        note=EDITED,
     )
+
+
+def _edit_size(message_id: str, original: str | None, text: str) -> dict:
+    draft = (
+        AuditEvent.objects.filter(message_id=message_id, action="approve", note=EDITED)
+        .order_by("created_at", "pk")
+        .values_list(KT("detail__original"), flat=True)
+        .first()
+    )
+    if not isinstance(draft, str):
+        draft = original or ""
+    distance = edit_distance(draft, text)
+    return {"distance": distance.value} | ({} if distance.exact else {"distance_capped": True})
 
 
 def reject(message_id: str, *, actor: str, source: str, reason: str = "") -> Message:
