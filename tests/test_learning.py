@@ -6,6 +6,7 @@ each at a chosen moment (the clock is set before each step)."""
 from __future__ import annotations
 
 import itertools
+import re
 from datetime import datetime, timedelta
 
 import pytest
@@ -336,3 +337,64 @@ def test_a_suggestion_changes_nothing(at, settings):
         assert learning.summary(NOW).suggestions
     assert all(q["sql"].lstrip().upper().startswith("SELECT") for q in queries)
     assert (Message.objects.count(), AuditEvent.objects.count()) == before
+
+
+# --- The overview page -------------------------------------------------------------------
+
+
+def row_html(html: str, table: str, who: str) -> str:
+    section = html.split(f'id="ov-learning-{table}"', 1)[1].split("</table>", 1)[0]
+    for row in section.split("<tr")[1:]:
+        if f"<bdi>{who}</bdi>" in row or (who == "" and "All reviewers" in row):
+            return row
+    raise AssertionError(f"no row for {who!r} in the {table}-day table")
+
+
+def cells(row: str) -> dict[str, str]:
+    return {
+        name: re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", text)).strip()
+        for name, text in re.findall(r'<td data-figure="([^"]+)">(.*?)</td>', row, re.S)
+    }
+
+
+def test_the_overview_shows_every_learning_figure(at, settings, rc):
+    settings.SUGGEST_AUTO_AFTER = 3
+    build_history(at)
+    at.days_ago(1)
+    run_of(at, "923009990002", "aaa")
+    at.days_ago(0)
+    html = rc.get("/").content.decode()
+    assert cells(row_html(html, "7", "")) == {
+        "decided": "12",
+        "drafted": "41.7% (5)",
+        "edited": "25.0% (3)",
+        "rejected": "33.3% (4)",
+        "median-edit": "3 characters",
+        "reasons": "too formal (3) wrong price (1)",
+    }
+    assert cells(row_html(html, "7", "sam")) == {
+        "decided": "5",
+        "drafted": "20.0% (1)",
+        "edited": "40.0% (2)",
+        "rejected": "40.0% (2)",
+        "median-edit": "4 characters",
+        "reasons": "too formal (2)",
+    }
+    assert cells(row_html(html, "30", "dana"))["reasons"] == "wrong price (2) too formal (1)"
+    assert cells(row_html(html, "30", "dana"))["median-edit"] == "1 character"
+    assert '<strong data-run="923009990002">3</strong>' in html
+    assert "?q=923009990002" in html
+
+
+def test_the_overview_shows_reviewers_and_reasons_as_text(at, rc):
+    reject(draft(), "dana", "<script>alert(1)</script>")
+    html = rc.get("/").content.decode()
+    assert '<q dir="auto">&lt;script&gt;alert(1)&lt;/script&gt;</q> (1)' in html
+    assert "<script>alert" not in html
+
+
+def test_the_overview_says_when_nothing_was_decided_and_the_suggestion_is_off(at, settings, rc):
+    settings.SUGGEST_AUTO_AFTER = 0
+    html = rc.get("/").content.decode()
+    assert cells(row_html(html, "7", ""))["drafted"] == "n/a (0)"
+    assert "(<code>SUGGEST_AUTO_AFTER</code> is 0)" in html
