@@ -29,9 +29,9 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from django.conf import settings
-from django.db.models import Exists, IntegerField, OuterRef, Q, QuerySet, Subquery
+from django.db.models import IntegerField, OuterRef, Q, QuerySet, Subquery
 from django.db.models.fields.json import KT
-from django.db.models.functions import Cast, Lower
+from django.db.models.functions import Cast, Coalesce, Lower
 
 from . import clock
 from .lifecycle import AUTOMATIC_ACTOR, EDITED
@@ -49,6 +49,8 @@ TOP_REASONS = 5
 # The turns of the conversation before the customer's message that a correction carries.
 DEFAULT_TURNS = 6
 MAX_TURNS = 50
+# The size read for an edit whose audit row has none (saved before sizes were kept).
+NOT_MEASURED = -1
 
 
 class Outcome(StrEnum):
@@ -139,68 +141,79 @@ def _later_than() -> Q:
     )
 
 
+def _of_the_draft(*actions: str) -> QuerySet:
+    """The outer row's draft's events of these actions. `action` is compared through an
+    expression: without statistics SQLite would otherwise look them up by the index on
+    `action` (every approval ever, then a sort) instead of the one on `message_id`."""
+    return AuditEvent.objects.annotate(act=Lower("action")).filter(
+        message_id=OuterRef("message_id"), act__in=actions
+    )
+
+
+def _edits_of_the_draft() -> QuerySet:
+    return _of_the_draft("approve").filter(note=EDITED)
+
+
 def _edits_up_to_the_decision() -> QuerySet:
     """The edits of the outer row's draft made at or before it, the latest first."""
-    return (
-        AuditEvent.objects.filter(message_id=OuterRef("message_id"), action="approve", note=EDITED)
-        .exclude(_later_than())
-        .order_by("-created_at", "-pk")
-    )
+    return _edits_of_the_draft().exclude(_later_than()).order_by("-created_at", "-pk")
 
 
 def standing_decisions(since: datetime | None = None, until: datetime | None = None) -> QuerySet:
     """Each draft's standing decision by a reviewer (see the module's docstring), newest
-    first, annotated with `edit_id`/`edit_distance` (the latest edit in its text) and
+    first, annotated with `edit_size` (of the latest edit in its text: None when none,
+    NOT_MEASURED for an edit saved before sizes were kept) and
     `chat`. `action` is compared through an expression, as stats._events explains:
     SQLite then walks `created_at` back from `until` instead of every such event."""
-    replaced = AuditEvent.objects.filter(
-        message_id=OuterRef("message_id"), action__in=(*DECISIONS, *TAKEN_BACK)
-    ).filter(_later_than())
+    # The row is its draft's latest decision or take-back: a scalar subquery, looked up
+    # by `message_id` for each row. (NOT EXISTS of a later one says the same, but
+    # PostgreSQL without statistics turns it into a join that compares every pair.)
+    latest = _of_the_draft(*DECISIONS, *TAKEN_BACK).order_by("-created_at", "-pk").values("pk")[:1]
     edits = _edits_up_to_the_decision()
     rows = (
         AuditEvent.objects.annotate(act=Lower("action"))
         .filter(act__in=DECISIONS)
         .exclude(message_id="")
         .exclude(actor__in=NOT_REVIEWERS)
-        .filter(~Exists(replaced))
+        .filter(pk=Subquery(latest))
     )
     if since is not None:
         rows = rows.filter(created_at__gte=since)
     if until is not None:
         rows = rows.filter(created_at__lte=until)
     return rows.annotate(
-        edit_id=Subquery(edits.values("pk")[:1]),
-        edit_distance=Subquery(edits.values(size=Cast(KT("detail__distance"), IntegerField()))[:1]),
+        edit_size=Subquery(edits.values(size=Coalesce(_stored_size(), NOT_MEASURED))[:1]),
         chat=Subquery(Message.objects.filter(message_id=OuterRef("message_id")).values("chat")[:1]),
     ).order_by("-created_at", "-pk")
 
 
-def _outcome(action: str, edit_id: int | None, distance: object) -> Outcome:
+def _stored_size() -> Cast:
+    return Cast(KT("detail__distance"), IntegerField())
+
+
+def _outcome(action: str, edit_size: int | None) -> Outcome:
     if action == "reject":
         return Outcome.REJECTED
-    if edit_id is None or distance == 0:  # an "edit" that kept the draft's text
+    if edit_size is None or edit_size == 0:  # no edit, or one that kept the draft's text
         return Outcome.AS_DRAFTED
     return Outcome.EDITED
 
 
-def _size(distance: object) -> int | None:
-    return distance if type(distance) is int else None
-
-
 def _decision(row: dict) -> Decision:
-    outcome = _outcome(row["action"], row["edit_id"], row["edit_distance"])
+    outcome = _outcome(row["action"], row["edit_size"])
+    size = row["edit_size"]
     return Decision(
         message_id=row["message_id"],
         actor=row["actor"],
         at=row["created_at"],
         outcome=outcome,
-        distance=_size(row["edit_distance"]) if outcome is Outcome.EDITED else None,
+        distance=size if outcome is Outcome.EDITED and size != NOT_MEASURED else None,
         reason=row["note"] if outcome is Outcome.REJECTED else "",
         chat=row["chat"],
     )
 
 
-FIELDS = ("message_id", "action", "actor", "created_at", "note", "edit_id", "edit_distance", "chat")
+FIELDS = ("message_id", "action", "actor", "created_at", "note", "edit_size", "chat")
 
 
 def decisions(now: datetime, days: int) -> tuple[list[Decision], bool]:
@@ -271,9 +284,7 @@ def summary(now: datetime | None = None) -> Learning:
 def _first_edit_original() -> QuerySet:
     """The text before the draft's first edit: the assistant's own draft."""
     return (
-        AuditEvent.objects.filter(message_id=OuterRef("message_id"), action="approve", note=EDITED)
-        .order_by("created_at", "pk")
-        .values(text=KT("detail__original"))[:1]
+        _edits_of_the_draft().order_by("created_at", "pk").values(text=KT("detail__original"))[:1]
     )
 
 

@@ -20,6 +20,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.db.models.fields.json import KT
+from django.db.models.functions import Lower
 from django.utils import timezone
 
 from . import clock, rootstate
@@ -357,8 +358,11 @@ def edit_and_approve(message_id: str, text: str, *, actor: str, source: str) -> 
 
 
 def _edit_size(message_id: str, original: str | None, text: str) -> dict:
+    # `action` through an expression: SQLite then finds the draft's few events by its id
+    # instead of reading every approval through the index on `action`.
     draft = (
-        AuditEvent.objects.filter(message_id=message_id, action="approve", note=EDITED)
+        AuditEvent.objects.annotate(act=Lower("action"))
+        .filter(message_id=message_id, act="approve", note=EDITED)
         .order_by("created_at", "pk")
         .values_list(KT("detail__original"), flat=True)
         .first()
