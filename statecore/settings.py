@@ -178,8 +178,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["OPTIONS"] = {**SQLITE_OPTIONS, **DATABASES["default"].get("OPTIONS", {})}
 elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # No JIT compilation: our queries are short, and compiling one costs more than it
-    # saves (the overview's learning figures: 1.6 s with it, 0.75 s without, at 14,000
-    # decisions a month).
+    # saves (the overview's learning figures took twice as long with it at 14,000
+    # decisions a month: about a second of compiling).
     DATABASES["default"]["OPTIONS"] = {
         "options": "-c jit=off",
         **DATABASES["default"].get("OPTIONS", {}),
