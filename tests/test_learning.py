@@ -244,7 +244,7 @@ def test_only_the_most_recent_decisions_are_read_and_the_cap_is_said(at, monkeyp
     assert learning.summary(NOW).capped is True
 
 
-def test_an_edit_saved_before_sizes_were_kept_is_edited_but_not_measured(at):
+def test_an_edit_saved_before_sizes_were_kept_is_edited_but_not_measured(at, rc):
     mid = draft("abc")
     edit(mid, "xyz", "dana")
     event = AuditEvent.objects.get(message_id=mid, action="approve")
@@ -253,6 +253,8 @@ def test_an_edit_saved_before_sizes_were_kept_is_edited_but_not_measured(at):
     )  # the shape of an older row
     tally = learning.summary(NOW).periods[0].everyone
     assert (tally.edited, tally.sizes, tally.median_edit) == (1, [], None)
+    everyone = cells(row_html(rc.get("/").content.decode(), "7", ""))
+    assert everyone["median-edit"] == "n/a (1 not measured)"
 
 
 def test_the_median_edit_of_an_even_count_is_the_mean_of_the_middle_two():
