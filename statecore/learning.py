@@ -162,9 +162,10 @@ def _edits_up_to_the_decision() -> QuerySet:
 def standing_decisions(since: datetime | None = None, until: datetime | None = None) -> QuerySet:
     """Each draft's standing decision by a reviewer (see the module's docstring), newest
     first, annotated with `edit_size` (of the latest edit in its text: None when none,
-    NOT_MEASURED for an edit saved before sizes were kept) and
-    `chat`. `action` is compared through an expression, as stats._events explains:
-    SQLite then walks `created_at` back from `until` instead of every such event."""
+    NOT_MEASURED for an edit saved before sizes were kept) and `chat` (None when the
+    draft is no longer stored). `action` is compared through an expression, as
+    stats._events explains: SQLite then walks `created_at` back from `until` instead
+    of reading every decision ever made."""
     # The row is its draft's latest decision or take-back: a scalar subquery, looked up
     # by `message_id` for each row. (NOT EXISTS of a later one says the same, but
     # PostgreSQL without statistics turns it into a join that compares every pair.)
@@ -237,8 +238,8 @@ def period(days: int, chosen: Iterable[Decision]) -> Period:
 
 
 def chats_in_auto() -> Collection[str]:
-    """Chats already in `auto` mode: nothing to suggest for them. None until the chat
-    modes land (then: the `auto` chats of their model, one query)."""
+    """Chats already in `auto` mode: nothing to suggest for them. Empty until the chat
+    modes land; then the `auto` chats of their model (one query more)."""
     return frozenset()
 
 
