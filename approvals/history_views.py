@@ -17,7 +17,7 @@ from statecore.models import Message, Source
 
 from . import history, queue
 from .access import REOPEN, RESOLVE, actor, may, next_url, signed_in
-from .actions import message_action
+from .actions import Target, message_action
 from .forms import LIMITS, ConfirmSentForm, HistoryFilterForm, ReopenForm
 from .queue_views import CHANGED
 
@@ -26,7 +26,6 @@ TEMPLATE = "approvals/history.html"
 
 def _refused(request: HttpRequest, msg: Message, exc: MoveRefused) -> HttpResponse:
     notice = queue.refusal_notice(exc, now=clock.now())
-    msg.refresh_from_db()
     return _entry_response(request, msg, notice=notice, status=409)
 
 
@@ -58,33 +57,33 @@ def history_entry(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @message_action(RESOLVE, refused=_refused)
-def retry(request: HttpRequest, msg: Message) -> HttpResponse:
+def retry(request: HttpRequest, target: Target) -> HttpResponse:
     """failed -> approved: the sender will try again."""
-    msg = lifecycle.retry(msg.message_id, actor=actor(request), source=Source.WEB)
+    msg = lifecycle.retry(target.key, actor=actor(request), source=Source.WEB)
     return _changed(request, msg, "The reply will be sent again.")
 
 
 @message_action(RESOLVE, refused=_refused)
-def confirm_sent(request: HttpRequest, msg: Message) -> HttpResponse:
+def confirm_sent(request: HttpRequest, target: Target) -> HttpResponse:
     """failed -> sent: someone checked the phone and the reply did go out."""
     form = ConfirmSentForm(request.POST)
     if not form.is_valid():
-        return _entry_response(request, msg, form=form, status=422)
+        return _entry_response(request, target.row(), form=form, status=422)
     msg = lifecycle.confirm_sent(
-        msg.message_id, actor=actor(request), source=Source.WEB, note=form.cleaned_data["note"]
+        target.key, actor=actor(request), source=Source.WEB, note=form.cleaned_data["note"]
     )
     return _changed(request, msg, "Marked as sent.")
 
 
 @message_action(REOPEN, refused=_refused)
-def reopen(request: HttpRequest, msg: Message) -> HttpResponse:
+def reopen(request: HttpRequest, target: Target) -> HttpResponse:
     """approved (not yet claimed for sending) | rejected -> pending_approval, however long
     ago it was decided: the deliberate act after the queue's Undo window."""
     form = ReopenForm(request.POST)
     if not form.is_valid():
-        return _entry_response(request, msg, reopen_form=form, status=422)
+        return _entry_response(request, target.row(), reopen_form=form, status=422)
     msg = lifecycle.reopen(
-        msg.message_id, actor=actor(request), source=Source.WEB, note=form.cleaned_data["note"]
+        target.key, actor=actor(request), source=Source.WEB, note=form.cleaned_data["note"]
     )
     return _changed(request, msg, "The reply is back in the queue.")
 

@@ -24,7 +24,7 @@ from statecore.models import Message, Source, Status
 
 from . import queue
 from .access import REVIEW, actor, may, next_url, require_perm, signed_in, with_param
-from .actions import message_action
+from .actions import Target, message_action
 from .cards import DECIDED, Card
 from .forms import LIMITS, ApproveForm, BulkForm, EditForm, QueueFilterForm, RejectForm, db_id
 from .paging import CountedPaginator
@@ -160,64 +160,69 @@ def card(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @message_action(REVIEW, refused=_refused)
-def approve(request: HttpRequest, msg: Message) -> HttpResponse:
+def approve(request: HttpRequest, target: Target) -> HttpResponse:
     form = ApproveForm(request.POST)
-    confirmed = form.is_valid() and form.cleaned_data["confirm_stale"]
-    ask = msg.status == Status.PENDING_APPROVAL and not confirmed
-    # One query for what the card shows, whether the customer wrote again and whether
-    # someone answered from the phone.
-    related = queue.related_messages([msg], newer=ask)
-    if ask and (related.newer or related.phone):
-        # The chat moved on after this draft: ask before sending it.
-        return _card_response(request, msg, mode="confirm", related=related)
-    msg = lifecycle.approve(msg.message_id, actor=actor(request), source=Source.WEB)
+    related = None
+    if not (form.is_valid() and form.cleaned_data["confirm_stale"]):
+        # Whether the chat moved on after this draft needs the draft before the move.
+        msg = target.row()
+        ask = msg.status == Status.PENDING_APPROVAL
+        # One query for what the card shows, whether the customer wrote again and
+        # whether someone answered from the phone.
+        related = queue.related_messages([msg], newer=ask)
+        if ask and (related.newer or related.phone):
+            # The chat moved on after this draft: ask before sending it.
+            return _card_response(request, msg, mode="confirm", related=related)
+    msg = lifecycle.approve(target.key, actor=actor(request), source=Source.WEB)
     # The message it answers did not move: the card is drawn without asking again.
     return _changed(request, msg, "Approved the reply to {name}.", related=related)
 
 
 @message_action(REVIEW, refused=_refused, methods=("GET", "POST"))
-def edit(request: HttpRequest, msg: Message) -> HttpResponse:
+def edit(request: HttpRequest, target: Target) -> HttpResponse:
     """GET: the card with the draft in a text box; POST: save the text and approve it."""
     if request.method == "GET":
+        msg = target.row()
         if msg.status != Status.PENDING_APPROVAL:
             return _gone(request, msg)
         return _card_response(request, msg, mode="edit", form=EditForm(initial={"text": msg.body}))
     form = EditForm(request.POST)
     if not form.is_valid():
-        return _card_response(request, msg, mode="edit", form=form, status=422)
+        return _card_response(request, target.row(), mode="edit", form=form, status=422)
     try:
         msg = lifecycle.edit_and_approve(
-            msg.message_id, form.cleaned_data["text"], actor=actor(request), source=Source.WEB
+            target.key, form.cleaned_data["text"], actor=actor(request), source=Source.WEB
         )
     except MoveRefused as exc:
         if exc.code not in GATEWAY_REFUSALS:
             raise
         # The editor stays open: the reviewer's text is kept.
         form.add_error("text", f"Not approved: {exc.reason}.")
-        return _card_response(request, msg, mode="edit", form=form, status=409)
+        return _card_response(request, target.row(), mode="edit", form=form, status=409)
     return _changed(request, msg, "Approved your edited reply to {name}.")
 
 
 @message_action(REVIEW, refused=_refused, methods=("GET", "POST"))
-def reject(request: HttpRequest, msg: Message) -> HttpResponse:
+def reject(request: HttpRequest, target: Target) -> HttpResponse:
     """GET: the card asking for an optional reason; POST: reject."""
     if request.method == "GET":
+        msg = target.row()
         if msg.status != Status.PENDING_APPROVAL:
             return _gone(request, msg)
         return _card_response(request, msg, mode="reject", form=RejectForm())
     form = RejectForm(request.POST)
     if not form.is_valid():
-        return _card_response(request, msg, mode="reject", form=form, status=422)
+        return _card_response(request, target.row(), mode="reject", form=form, status=422)
     msg = lifecycle.reject(
-        msg.message_id, actor=actor(request), source=Source.WEB, reason=form.cleaned_data["reason"]
+        target.key, actor=actor(request), source=Source.WEB, reason=form.cleaned_data["reason"]
     )
     return _changed(request, msg, "Rejected the reply to {name}.")
 
 
 @message_action(REVIEW, refused=_refused)
-def undo(request: HttpRequest, msg: Message) -> HttpResponse:
+def undo(request: HttpRequest, target: Target) -> HttpResponse:
     """Back to the queue, while the sender has not claimed the reply."""
-    msg = lifecycle.undo(msg.message_id, actor=actor(request), source=Source.WEB)
+    msg = lifecycle.undo(target.key, actor=actor(request), source=Source.WEB)
     return _changed(request, msg, "The reply to {name} is back in the queue.", done=False)
 
 

@@ -18,6 +18,7 @@ from django.db.models import Min, Q
 
 from . import clock, session
 from .models import Incident, Message, Status
+from .session import SessionReport
 
 log = logging.getLogger(__name__)
 
@@ -32,11 +33,15 @@ SUBJECTS = {
 }
 
 
-def check_incidents(*, now: datetime | None = None) -> list[Incident]:
-    """Open or resolve each kind of incident as things are now; returns those opened."""
+def check_incidents(
+    *, now: datetime | None = None, session_report: SessionReport | None = None
+) -> list[Incident]:
+    """Open or resolve each kind of incident as things are now; returns those opened.
+    `session_report`: the session's verdict when the caller has just judged it."""
     now = now or clock.now()
     opened = []
-    for kind, problem in ((SESSION_INVALID, _session_problem()), (SEND_DELAY, _delay_problem(now))):
+    session_problem = _session_problem(session_report or session.check(session.current()))
+    for kind, problem in ((SESSION_INVALID, session_problem), (SEND_DELAY, _delay_problem(now))):
         if problem:
             incident = _open(kind, problem, now)
             if incident is not None:
@@ -62,8 +67,7 @@ def open_incidents() -> list[Incident]:
     return list(Incident.objects.filter(resolved_at__isnull=True).order_by("opened_at"))
 
 
-def _session_problem() -> str:
-    report = session.check(session.current())
+def _session_problem(report: SessionReport) -> str:
     return "" if report.valid else report.verdict
 
 

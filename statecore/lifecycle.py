@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
 
@@ -127,19 +128,39 @@ class MessageNotFound(MoveRefused, LookupError):
         super().__init__(message_id, actual=None, wanted=wanted, code=Refusal.NOT_FOUND)
 
 
+@dataclass(frozen=True)
+class Row:
+    """A message named by its database key, as a page's link names it: a web action
+    passes it to a verb, so the row is read once, locked, by the move itself."""
+
+    pk: int
+
+    def __str__(self) -> str:
+        return f"message #{self.pk}"
+
+
+# What a verb takes to name its message: the stored `id` (scripts, the admin, commands)
+# or the row (pages).
+MessageKey = str | Row
+
+
+def _named(key: MessageKey) -> Q:
+    return Q(pk=key.pk) if isinstance(key, Row) else Q(message_id=key)
+
+
 def is_allowed(from_status: str, to_status: str) -> bool:
     return (from_status, to_status) in ALLOWED_MOVES
 
 
 def move(
-    message_id: str,
+    message_id: MessageKey,
     to_status: str,
     *,
     actor: str,
     source: str,
     expected: Iterable[str] | None = None,
     note: str = "",
-    detail: dict | None = None,
+    detail: dict | Callable[[Message], dict] | None = None,
     set_keys: dict | None = None,
     drop_keys: Iterable[str] = (),
     guard: Q | None = None,
@@ -151,6 +172,7 @@ def move(
     """Move one message to `to_status` if the lifecycle allows it from where it is.
 
     `expected` narrows the statuses it may come from (the caller saw one);
+    `detail`: the audit row's detail, or a function of the locked row giving it;
     `guard` adds a condition to the compare-and-set (e.g. not claimed for
     sending), `guard_reason` says why it failed. `set_keys`/`drop_keys` change the
     stored object with the move. `as_undo`: a reopen made as the queue's Undo,
@@ -158,9 +180,9 @@ def move(
     Raises MessageNotFound or MoveRefused; returns the fresh Message."""
     to_status = Status(to_status)
     with transaction.atomic():
-        msg = Message.objects.select_for_update().filter(message_id=message_id).first()
+        msg = Message.objects.select_for_update().filter(_named(message_id)).first()
         if msg is None:
-            raise MessageNotFound(message_id, to_status)
+            raise MessageNotFound(str(message_id), to_status)
         action = ALLOWED_MOVES.get((msg.status, to_status))
         allowed_from = set(expected) if expected is not None else None
         if action is None:
@@ -206,6 +228,8 @@ def move(
         if cas.update(**changes) != 1:
             raise _refusal(msg, to_status, reason=guard_reason, code=guard_code)
         rootstate.count_arrival(to_status)
+        if callable(detail):
+            detail = detail(msg)
         _audit(msg.message_id, action, msg.status, to_status, actor, source, note, detail, now)
         for field, value in changes.items():
             setattr(msg, field, value)
@@ -289,12 +313,12 @@ def _audit(message_id, action, from_status, to_status, actor, source, note, deta
 # --- The verbs ----------------------------------------------------------------
 
 
-def submit(message_id: str, *, actor: str, source: str) -> Message:
+def submit(message_id: MessageKey, *, actor: str, source: str) -> Message:
     """incoming -> pending_approval (for scripts that use that move)."""
     return move(message_id, S.PENDING_APPROVAL, expected=[S.INCOMING], actor=actor, source=source)
 
 
-def approve(message_id: str, *, actor: str, source: str, note: str = "") -> Message:
+def approve(message_id: MessageKey, *, actor: str, source: str, note: str = "") -> Message:
     """A reviewer approves the draft as it is.
 
     With a gateway that refuses it (see `_gateway_rules`: Cloud's closed window, a text
@@ -317,7 +341,7 @@ def approve(message_id: str, *, actor: str, source: str, note: str = "") -> Mess
         if actor != AUTOMATIC_ACTOR or not gateway_refuses:
             raise
         _audit(
-            message_id,
+            exc.message_id,
             "auto_approve_refused",
             S.PENDING_APPROVAL,
             S.PENDING_APPROVAL,
@@ -327,10 +351,10 @@ def approve(message_id: str, *, actor: str, source: str, note: str = "") -> Mess
             {"code": str(exc.code)},
             clock.now(),
         )
-        return Message.objects.get(message_id=message_id)
+        return Message.objects.get(message_id=exc.message_id)
 
 
-def edit_and_approve(message_id: str, text: str, *, actor: str, source: str) -> Message:
+def edit_and_approve(message_id: MessageKey, text: str, *, actor: str, source: str) -> Message:
     """A reviewer replaces the draft's text and approves it; the audit event keeps both.
     Refused as `approve` is when the gateway would refuse it.
 
@@ -343,8 +367,6 @@ def edit_and_approve(message_id: str, text: str, *, actor: str, source: str) -> 
         raise ValueError(f"{message_id}: the edited reply is empty")
     if len(text) > MAX_REPLY_LENGTH:
         raise ValueError(f"{message_id}: the edited reply is over {MAX_REPLY_LENGTH} characters")
-    original = Message.objects.filter(message_id=message_id).values_list("body", flat=True).first()
-    # Measured before the move: seconds of CPU never hold the write lock.
     return move(
         message_id,
         S.APPROVED,
@@ -352,12 +374,19 @@ def edit_and_approve(message_id: str, text: str, *, actor: str, source: str) -> 
         actor=actor,
         source=source,
         set_keys={"body": text},
-        detail={"original": original, "edited": text, **_edit_size(message_id, original, text)},
+        # The draft as the locked row holds it: what was replaced, not what a page saw.
+        detail=lambda draft: {
+            "original": draft.body,
+            "edited": text,
+            **_edit_size(draft.message_id, draft.body, text),
+        },
         note=EDITED,
     )
 
 
-def _edit_size(message_id: str, original: str | None, text: str) -> dict:
+def _edit_size(message_id: str, original: str, text: str) -> dict:
+    """Measured under the row's lock (the original is the locked row's); editdistance caps
+    the work at a tenth of a second or so, and a draft's text is usually short."""
     # `action` through an expression: SQLite then finds the draft's few events by its id
     # instead of reading every approval through the index on `action`.
     draft = (
@@ -367,13 +396,11 @@ def _edit_size(message_id: str, original: str | None, text: str) -> dict:
         .values_list(KT("detail__original"), flat=True)
         .first()
     )
-    if not isinstance(draft, str):
-        draft = original or ""
-    distance = edit_distance(draft, text)
+    distance = edit_distance(draft if isinstance(draft, str) else original, text)
     return {"distance": distance.value} | ({} if distance.exact else {"distance_capped": True})
 
 
-def reject(message_id: str, *, actor: str, source: str, reason: str = "") -> Message:
+def reject(message_id: MessageKey, *, actor: str, source: str, reason: str = "") -> Message:
     return move(
         message_id,
         S.REJECTED,
@@ -384,7 +411,7 @@ def reject(message_id: str, *, actor: str, source: str, reason: str = "") -> Mes
     )
 
 
-def undo(message_id: str, *, actor: str, source: str) -> Message:
+def undo(message_id: MessageKey, *, actor: str, source: str) -> Message:
     """The queue's Undo: approved | rejected -> pending_approval, audited as "undo".
 
     Only by the one who decided it (Refusal.NOT_YOURS), within APPROVAL_GRACE_SECONDS
@@ -400,7 +427,7 @@ def undo(message_id: str, *, actor: str, source: str) -> Message:
     )
 
 
-def reopen(message_id: str, *, actor: str, source: str, note: str = "") -> Message:
+def reopen(message_id: MessageKey, *, actor: str, source: str, note: str = "") -> Message:
     """A decided reply back in the queue, however long ago it was decided: approved
     (not yet claimed for sending, else Refusal.CLAIMED) | rejected -> pending_approval,
     audited as "reopen". Who may ask is the caller's to check (`statecore.reopen_message`)."""
@@ -414,7 +441,7 @@ def reopen(message_id: str, *, actor: str, source: str, note: str = "") -> Messa
     )
 
 
-def retry(message_id: str, *, actor: str, source: str, note: str = "") -> Message:
+def retry(message_id: MessageKey, *, actor: str, source: str, note: str = "") -> Message:
     """failed -> approved: a person asks for another send. With a reply window (Cloud)
     refused with Refusal.WINDOW_CLOSED until the customer writes again."""
     return move(
@@ -428,7 +455,7 @@ def retry(message_id: str, *, actor: str, source: str, note: str = "") -> Messag
     )
 
 
-def confirm_sent(message_id: str, *, actor: str, source: str, note: str = "") -> Message:
+def confirm_sent(message_id: MessageKey, *, actor: str, source: str, note: str = "") -> Message:
     """failed -> sent: a person confirmed on the phone that an uncertain send went out."""
     return move(message_id, S.SENT, expected=[S.FAILED], actor=actor, source=source, note=note)
 
