@@ -20,9 +20,12 @@ from enum import StrEnum
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Q
+from django.db.models.fields.json import KT
+from django.db.models.functions import Lower
 from django.utils import timezone
 
 from . import chat_modes, clock, rootstate
+from .editdistance import edit_distance
 from .models import AuditEvent, Message, Mode, Status
 from .statefile.columns import dumps_compact, message_columns
 from .statefile.rules import MESSAGE_RULES, validate_message
@@ -49,6 +52,8 @@ ALLOWED_MOVES: dict[tuple[str, str], str] = {
 REOPEN = "reopen"
 UNDO = "undo"
 EDIT_EXTRA_KEYS = "admin_edit"
+# The note of an approval with an edited text (edit_and_approve).
+EDITED = "edited"
 MAX_REPLY_LENGTH = 65_536
 NOT_CLAIMED = Q(claimed_at__isnull=True)
 CLAIMED_REASON = "it has been claimed for sending"
@@ -357,7 +362,13 @@ def approve(message_id: MessageKey, *, actor: str, source: str, note: str = "") 
 
 def edit_and_approve(message_id: MessageKey, text: str, *, actor: str, source: str) -> Message:
     """A reviewer replaces the draft's text and approves it; the audit event keeps both.
-    Refused as `approve` is when the gateway would refuse it."""
+    Refused as `approve` is when the gateway would refuse it.
+
+    The detail holds `original` (the text before this edit), `edited`, and `distance`:
+    the edit distance (editdistance.py) from the assistant's draft to `edited`. The
+    assistant's draft is `original`, or after an undo or a reopen of an edited reply
+    the first edit's `original`, so a second edit measures the whole correction.
+    `distance_capped: true` when the texts were too long to measure exactly."""
     if not text.strip():
         raise ValueError(f"{message_id}: the edited reply is empty")
     if len(text) > MAX_REPLY_LENGTH:
@@ -370,9 +381,29 @@ def edit_and_approve(message_id: MessageKey, text: str, *, actor: str, source: s
         source=source,
         set_keys={"body": text},
         # The draft as the locked row holds it: what was replaced, not what a page saw.
-        detail=lambda draft: {"original": draft.body, "edited": text},
-        note="edited",
+        detail=lambda draft: {
+            "original": draft.body,
+            "edited": text,
+            **_edit_size(draft.message_id, draft.body, text),
+        },
+        note=EDITED,
     )
+
+
+def _edit_size(message_id: str, original: str, text: str) -> dict:
+    """Measured under the row's lock (the original is the locked row's); editdistance caps
+    the work at a tenth of a second or so, and a draft's text is usually short."""
+    # `action` through an expression: SQLite then finds the draft's few events by its id
+    # instead of reading every approval through the index on `action`.
+    draft = (
+        AuditEvent.objects.annotate(act=Lower("action"))
+        .filter(message_id=message_id, act="approve", note=EDITED)
+        .order_by("created_at", "pk")
+        .values_list(KT("detail__original"), flat=True)
+        .first()
+    )
+    distance = edit_distance(draft if isinstance(draft, str) else original, text)
+    return {"distance": distance.value} | ({} if distance.exact else {"distance_capped": True})
 
 
 def reject(message_id: MessageKey, *, actor: str, source: str, reason: str = "") -> Message:

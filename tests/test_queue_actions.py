@@ -105,7 +105,11 @@ def test_edit_and_approve_keeps_the_original_in_the_audit(rc):
     assert (msg.status, msg.body) == (Status.APPROVED, "Better reply\nwith two lines")
     assert msg.data["body"] == "Better reply\nwith two lines"
     event = AuditEvent.objects.get(message_id=draft.message_id, action="approve")
-    assert event.detail == {"original": "Original draft", "edited": "Better reply\nwith two lines"}
+    assert event.detail == {
+        "original": "Original draft",
+        "edited": "Better reply\nwith two lines",
+        "distance": 24,
+    }
 
 
 @pytest.mark.parametrize(
