@@ -10,7 +10,7 @@ from datetime import datetime
 from django.db.models import F, QuerySet
 
 from statecore.lifecycle import failure_uncertain
-from statecore.models import AuditEvent, Message, Status
+from statecore.models import HANDLED, AuditEvent, Message, Status
 
 from .present import who
 from .queue import answered_messages, text_match
@@ -41,9 +41,10 @@ def handled_replies(filters: dict | None = None) -> QuerySet[Message]:
     """Approved, rejected, sent and failed replies, newest first, narrowed by the filters
     (`reviewer`: anyone who decided, undid, reopened, retried or confirmed it)."""
     filters = filters or {}
-    qs = Message.objects.handled()
-    if filters.get("status"):
-        qs = qs.filter(status=filters["status"])
+    # One list alone is a range of an index by status: not also "any handled status",
+    # which makes PostgreSQL misjudge its size and sort it.
+    status = filters.get("status")
+    qs = Message.objects.filter(status=status) if status in HANDLED else Message.objects.handled()
     if filters.get("reviewer"):
         decided = AuditEvent.objects.filter(
             actor__iexact=filters["reviewer"], action__in=REVIEWER_ACTIONS

@@ -19,11 +19,11 @@ class CountedPaginator(Paginator):
     `capped` is true and `count_label` says "10,000+" instead of a number."""
 
     def __init__(
-        self, object_list, per_page, *, count: int | None = None, cap: int = COUNT_CAP, **kwargs
+        self, object_list, per_page, *, count: int | None = None, cap: int | None = None, **kwargs
     ) -> None:
         super().__init__(object_list, per_page, **kwargs)
         self._known_count = count
-        self.cap = cap
+        self.cap = COUNT_CAP if cap is None else cap
         self.capped = False
         self._asked = 1
 
