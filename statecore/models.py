@@ -126,6 +126,8 @@ class Message(models.Model):
             models.Index(fields=["chat", "timestamp"], name="message_chat_time"),
             # The admin's list of one status, newest first: a walk, not a sort of the list.
             models.Index(fields=["status", "id"], name="message_status_id"),
+            # Group chats are a few in a hundred: their list, newest first, off a small index.
+            models.Index(fields=["id"], condition=Q(is_group=True), name="message_group_chats"),
             # And the history's `message_history_order` (and `message_status_history` on
             # PostgreSQL), made per database by migration 0010.
         ]

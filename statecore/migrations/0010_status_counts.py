@@ -73,6 +73,14 @@ class Migration(migrations.Migration):
             model_name="message",
             index=models.Index(fields=["status", "id"], name="message_status_id"),
         ),
+        migrations.AddIndex(
+            model_name="message",
+            index=models.Index(
+                condition=models.Q(("is_group", True)),
+                fields=["id"],
+                name="message_group_chats",
+            ),
+        ),
         migrations.RunPython(install, uninstall),
         migrations.RunPython(add_history_indexes, drop_history_indexes),
     ]
