@@ -1,6 +1,7 @@
 """The overview's figures, computed in the database with a fixed number of queries
-whatever the volume (seven: the root row, counts per status, two bounded
-fetches of waits, messages per hour, the oldest pending reply, the heartbeat).
+whatever the volume (seven: the root row, counts per status from the count table,
+two bounded fetches of waits, messages per hour, the oldest pending reply, the
+heartbeat).
 
 The rates come from the messages stored now, not from the counters: the
 counters are totals ever counted (they only go up, and an old file's lists were
