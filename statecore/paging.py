@@ -10,6 +10,9 @@ from django.utils.functional import cached_property
 
 # Past this many, a list says "10,000+": nobody pages through ten thousand by hand.
 COUNT_CAP = 10_000
+# However deep a page is asked for (?page=99999999999999999999), counting stops here:
+# a LIMIT every database takes, and more rows than any list holds.
+DEEPEST = 10**9
 
 
 class CountedPaginator(Paginator):
@@ -43,7 +46,7 @@ class CountedPaginator(Paginator):
     def count(self) -> int:
         if self._known_count is not None:
             return self._known_count
-        limit = max(self.cap, self._asked * self.per_page) + 1
+        limit = min(max(self.cap, self._asked * self.per_page), DEEPEST) + 1
         counted = _count_up_to(self.object_list, limit)
         # At the limit there are more: the count stays one past what is known, so the
         # last page known has a "next" and the one after it counts further.

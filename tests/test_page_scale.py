@@ -169,6 +169,14 @@ def test_the_pager_counts_exactly_a_list_shorter_than_what_was_asked():
     assert (page.number, pages.count, pages.capped, pages.count_label) == (3, 30, False, "30")
 
 
+def test_an_absurdly_deep_page_is_the_last_one_not_an_error(boss):
+    bulk_state(6)
+    for url in ("/history/", "/queue/"):
+        page = boss.get(url, {"q": "Answer", "page": "9" * 20})
+        assert page.status_code == 200
+        assert "Answer " in page.content.decode()  # the one page there is, with its replies
+
+
 def test_the_pager_counts_a_queryset_through_a_limit_without_sorting(db):
     bulk_state(4)
     pages = CountedPaginator(Message.objects.order_by("-timestamp"), 2, cap=3)
