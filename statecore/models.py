@@ -126,8 +126,12 @@ class Message(models.Model):
             models.Index(fields=["chat", "timestamp"], name="message_chat_time"),
             # The admin's list of one status, newest first: a walk, not a sort of the list.
             models.Index(fields=["status", "id"], name="message_status_id"),
-            # Group chats are a few in a hundred: their list, newest first, off a small index.
+            # Group chats are a few in a hundred: their list, newest first, and the ids the
+            # queue's group filter matches drafts against, each off a small index.
             models.Index(fields=["id"], condition=Q(is_group=True), name="message_group_chats"),
+            models.Index(
+                fields=["message_id"], condition=Q(is_group=True), name="message_group_ids"
+            ),
             # And the history's `message_history_order` (and `message_status_history` on
             # PostgreSQL), made per database by migration 0010.
         ]

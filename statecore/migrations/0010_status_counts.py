@@ -81,6 +81,14 @@ class Migration(migrations.Migration):
                 name="message_group_chats",
             ),
         ),
+        migrations.AddIndex(
+            model_name="message",
+            index=models.Index(
+                condition=models.Q(("is_group", True)),
+                fields=["message_id"],
+                name="message_group_ids",
+            ),
+        ),
         migrations.RunPython(install, uninstall),
         migrations.RunPython(add_history_indexes, drop_history_indexes),
     ]
