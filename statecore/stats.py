@@ -230,8 +230,7 @@ def messages_per_hour(now: datetime) -> list[Hour]:
     )
     found: dict[datetime, tuple[int, int]] = {}
     for row in rows:
-        moment = (starts[0] + timedelta(hours=row["hour"])).astimezone(zone)
-        start = moment.replace(minute=0, second=0, microsecond=0)
+        start = (starts[0] + timedelta(hours=row["hour"])).astimezone(zone)
         received, replies = found.get(start, (0, 0))
         found[start] = (received + row["received"], replies + row["replies"])
     return [Hour(start, *found.get(start, (0, 0))) for start in starts]
