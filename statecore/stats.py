@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import statistics
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.db.models import Count, F, Func, IntegerField, OuterRef, Q, Subquery
 from django.db.models.functions import Lower
@@ -230,7 +230,8 @@ def messages_per_hour(now: datetime) -> list[Hour]:
     )
     found: dict[datetime, tuple[int, int]] = {}
     for row in rows:
-        start = (starts[0] + timedelta(hours=row["hour"])).astimezone(zone)
+        # In UTC: an aware datetime plus a timedelta moves the wall clock, not time.
+        start = (starts[0].astimezone(UTC) + timedelta(hours=row["hour"])).astimezone(zone)
         received, replies = found.get(start, (0, 0))
         found[start] = (received + row["received"], replies + row["replies"])
     return [Hour(start, *found.get(start, (0, 0))) for start in starts]
