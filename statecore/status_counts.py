@@ -13,6 +13,9 @@ drops a table's triggers when Django remakes it to alter a column).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from django.db import connection as default_connection
 from django.db import transaction
 
@@ -169,3 +172,20 @@ def recount(connection=default_connection) -> tuple[dict[str, int], dict[str, in
                 f"INSERT INTO {COUNTS} (status, n) VALUES (%s, %s)", list(counts.items())
             )
     return before, counts
+
+
+@contextmanager
+def suspended(connection=default_connection) -> Iterator[None]:
+    """For a bulk writer inside its transaction (the import's delete and insert of a
+    million rows): on SQLite, the row triggers are dropped for the block and the table
+    recounted on the way out (a few µs per row saved, and a DELETE of every row is
+    SQLite's truncation again); SQLite's write lock keeps every other writer out
+    meanwhile. PostgreSQL's statement triggers cost nothing per row: kept."""
+    if connection.vendor != "sqlite":
+        yield
+        return
+    if not connection.in_atomic_block:
+        raise RuntimeError("suspend the count triggers only inside the writer's transaction")
+    drop_triggers(connection)
+    yield
+    recount(connection)

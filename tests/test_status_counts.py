@@ -106,6 +106,26 @@ def test_an_import_replacing_the_state_recounts_every_list(db):
     assert sum(assert_in_step().values()) == 40
 
 
+def test_a_bulk_writer_that_suspends_the_triggers_leaves_the_counts_right(db):
+    make_reply(Status.SENT)
+    with transaction.atomic(), status_counts.suspended():
+        Message.objects.all().delete()
+        make_reply(Status.FAILED)
+        make_incoming()
+    assert status_counts.installed_triggers() == set(status_counts.TRIGGERS)
+    counts = assert_in_step()
+    assert (counts[Status.SENT], counts[Status.FAILED], counts[Status.INCOMING]) == (0, 1, 2)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_triggers_are_suspended_only_inside_a_transaction():
+    if connection.vendor != "sqlite":
+        pytest.skip("PostgreSQL keeps its statement triggers")
+    with pytest.raises(RuntimeError):
+        with status_counts.suspended():
+            pass
+
+
 def test_a_message_stored_by_the_webhook_is_counted(request, db):
     kind = KINDS["waha"]
     request.getfixturevalue(kind.fixture)
