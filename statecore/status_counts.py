@@ -1,7 +1,7 @@
 """The count table (StatusCount): messages per status, exact, read in one query.
 
 Database triggers keep it, not the writers: the lifecycle's moves, adds, the
-import's bulk insert and delete, the admin's deletes and the webhook all write
+import's bulk insert and delete, the admin's saves and the webhook all write
 the message table, and a trigger runs in the transaction of each such write, so
 a rolled-back write leaves the counts as they were and no writer can forget.
 
@@ -54,7 +54,10 @@ _SQLITE = [
 # triggers would make each update walk a chain of a million versions).
 # Deadlocks: one move A->B and another B->A both lock the rows of A and B. The upsert
 # takes them in the order of `status` (the sorted SELECT feeds the INSERT row by row),
-# whatever the move, so two transactions never wait for each other in a circle.
+# whatever the move, so two transactions never wait for each other in a circle. (Each
+# lifecycle move is one statement; a transaction of several statements takes the rows of
+# each as it goes, and one that crosses another's lists in the other order would be
+# cancelled by PostgreSQL's deadlock check, not hang.)
 _PG_APPLY = f"""
 CREATE OR REPLACE FUNCTION statecore_apply_status_counts(statuses text[], deltas bigint[])
 RETURNS void LANGUAGE sql AS $$
