@@ -12,7 +12,7 @@ from django.urls import reverse
 
 from statecore import chat_modes
 from statecore.lifecycle import failure_uncertain
-from statecore.models import AuditEvent, Message, Status
+from statecore.models import HANDLED, AuditEvent, Message, Status
 
 from .cards import mode_badge
 from .present import who
@@ -44,9 +44,10 @@ def handled_replies(filters: dict | None = None) -> QuerySet[Message]:
     """Approved, rejected, sent and failed replies, newest first, narrowed by the filters
     (`reviewer`: anyone who decided, undid, reopened, retried or confirmed it)."""
     filters = filters or {}
-    qs = Message.objects.handled()
-    if filters.get("status"):
-        qs = qs.filter(status=filters["status"])
+    # One list alone is a range of an index by status: not also "any handled status",
+    # which makes PostgreSQL misjudge its size and sort it.
+    status = filters.get("status")
+    qs = Message.objects.filter(status=status) if status in HANDLED else Message.objects.handled()
     if filters.get("reviewer"):
         decided = AuditEvent.objects.filter(
             actor__iexact=filters["reviewer"], action__in=REVIEWER_ACTIONS

@@ -4,7 +4,6 @@ Put back in the queue."""
 from __future__ import annotations
 
 from django.contrib import messages
-from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.functional import SimpleLazyObject
@@ -13,12 +12,13 @@ from django_htmx.http import trigger_client_event
 
 from statecore import chat_modes, clock, lifecycle
 from statecore.lifecycle import MoveRefused
-from statecore.models import Message, Source
+from statecore.models import HANDLED, Message, Source
 
 from . import history, queue
 from .access import REOPEN, RESOLVE, SET_MODE, actor, may, next_url, signed_in
 from .actions import Target, message_action
 from .forms import LIMITS, ConfirmSentForm, HistoryFilterForm, ReopenForm
+from .paging import CountedPaginator
 from .queue_views import CHANGED
 
 TEMPLATE = "approvals/history.html"
@@ -38,7 +38,8 @@ def history_page(request: HttpRequest) -> HttpResponse:
     replies = chat_modes.annotate_modes(history.handled_replies(filters))
     if filter_form.search_refused:
         replies = replies.none()  # the error is shown, not every reply unsearched
-    page = Paginator(replies, queue.PAGE_SIZE).get_page(request.GET.get("page"))
+    pages = CountedPaginator(replies, queue.PAGE_SIZE, count=_known_count(filter_form))
+    page = pages.get_page(request.GET.get("page"))
     context = {
         "filter_form": filter_form,
         "filtered": bool(filters) or filter_form.search_refused,
@@ -47,6 +48,16 @@ def history_page(request: HttpRequest) -> HttpResponse:
         "next": request.get_full_path(),
     }
     return _render(request, TEMPLATE, context)
+
+
+def _known_count(filter_form: HistoryFilterForm) -> int | None:
+    """Unfiltered or by status alone, the count table has the list's length; other
+    filters are counted by the pager, as far as the page asked."""
+    filters = filter_form.values()
+    if filter_form.search_refused or set(filters) - {"status"}:
+        return None
+    counts = Message.objects.counts_per_status()
+    return counts[filters["status"]] if "status" in filters else sum(counts[s] for s in HANDLED)
 
 
 @signed_in

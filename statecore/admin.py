@@ -37,6 +37,7 @@ from .models import (
     StateRoot,
 )
 from .models import LogEntry as MessageLogEntry
+from .paging import CountedPaginator
 
 admin.site.site_header = "WhatsApp approvals: administration"
 admin.site.site_title = "WhatsApp approvals admin"
@@ -58,6 +59,38 @@ def _json_block(value: object):
 
 def _message_url(pk: int) -> str:
     return reverse("admin:statecore_message_change", args=[pk])
+
+
+class _CountsToACap:
+    """A list of a million rows counts only as far as its page (statecore.paging): "10,000+"
+    rather than a COUNT(*) per view, and no second count of the unfiltered table."""
+
+    show_full_result_count = False
+
+    def get_paginator(
+        self, request, queryset, per_page, orphans=0, allow_empty_first_page=True
+    ) -> CountedPaginator:
+        pages = CountedPaginator(
+            queryset,
+            per_page,
+            count=self.known_count(queryset),
+            orphans=orphans,
+            allow_empty_first_page=allow_empty_first_page,
+        )
+        pages.ask(request.GET.get("p", 1))
+        return pages
+
+    def known_count(self, queryset) -> int | None:
+        """The list's length when known without counting its rows (None: count them)."""
+        return None
+
+
+class _CountsMessages(_CountsToACap):
+    def known_count(self, queryset) -> int | None:
+        """Unfiltered, the count table has the total: exact, without a COUNT(*)."""
+        if queryset.query.has_filters():
+            return None
+        return sum(Message.objects.counts_per_status().values())
 
 
 class _SavesThroughCore:
@@ -119,7 +152,7 @@ class ChatFilter(admin.SimpleListFilter):
 
 
 @admin.register(Message)
-class MessageAdmin(_SavesThroughCore, admin.ModelAdmin):
+class MessageAdmin(_CountsMessages, _SavesThroughCore, admin.ModelAdmin):
     form = MessageExtraForm
     list_display = ["message_id", "status", "who", "preview", "timestamp", "status_updated_at"]
     list_filter = [
@@ -499,7 +532,7 @@ class ChatModeAdmin(admin.ModelAdmin):
 # --- Records: read-only for everyone, superusers included ------------------------
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(_CountsToACap, admin.ModelAdmin):
     def has_add_permission(self, request, obj=None) -> bool:
         return False
 
