@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from django.db import connection as default_connection
-from django.db import transaction
+from django.db import connections, transaction
 
 from .models import Message, Status, StatusCount
 
@@ -192,3 +192,11 @@ def suspended(connection=default_connection) -> Iterator[None]:
     drop_triggers(connection)
     yield
     recount(connection)
+
+
+def after_migrate(sender, *, using: str = "default", **kwargs) -> None:
+    """`post_migrate` (sent after `migrate` and after `flush`): the triggers in place and
+    the counts right. A migration that rebuilds the message table on SQLite drops its
+    triggers; a flush empties both tables in no fixed order, so the message rows deleted
+    after the count rows would leave negative counts behind."""
+    recount(connections[using])
