@@ -26,16 +26,17 @@ BATCH_SIZE = 2000
 SQLITE_IMPORT_CACHE_KIB = 262_144
 
 
-def message_rows(messages: dict, keep: dict[str, tuple[str, int]] | None) -> Iterator[dict]:
-    """One columns.import_row per message, in file order. With `keep`
-    (id -> (list, index)), only the kept occurrence of each id."""
+def message_rows(
+    messages: Iterable[tuple[str, int, dict]], keep: dict[str, tuple[str, int]] | None
+) -> Iterator[dict]:
+    """One columns.import_row per (list, index, message), in their order. With `keep`
+    (id -> (list, index) for the ids found more than once), only the kept occurrence."""
     tz = timezone.get_current_timezone()
     to_time = _time_adapter(tz)
-    for status, items in messages.items():
-        for index, obj in enumerate(items):
-            if keep is not None and keep[obj["id"]] != (status, index):
-                continue
-            yield columns.import_row(obj, status, index, tz=tz, to_time=to_time)
+    for status, index, obj in messages:
+        if keep is not None and keep.get(obj["id"], (status, index)) != (status, index):
+            continue
+        yield columns.import_row(obj, status, index, tz=tz, to_time=to_time)
 
 
 _UTC_NAMES = {
