@@ -33,7 +33,10 @@ from typing import BinaryIO
 
 from .rules import MAX_DEPTH, DuplicateKeys, JSONConstant, join
 
-CHUNK_BYTES = 1 << 20
+# The window of decoded text: small, because an item that fits is decoded before it
+# is counted, so junk in one window is built (at most ~30,000 empty lists, 2 MB) before
+# the limit sees it; a larger item is counted first (_scan).
+CHUNK_BYTES = 1 << 16
 MAX_CONTAINERS = 100_000
 MAX_ITEM_CONTAINERS = 1_000
 HARD_DEPTH = 500
@@ -169,7 +172,8 @@ class Reader:
 
     def _rest_is_space(self) -> bool:
         while True:
-            if not self.buf[self.pos :].isspace():
+            rest = self.buf[self.pos :]
+            if rest and not rest.isspace():
                 return False
             if self.eof:
                 return True
@@ -237,7 +241,7 @@ class Reader:
             yield from self._members("messages", self._status_list)
         elif key == "message_log" and char == "[":
             yield (LOG,)
-            for index, obj, check_text in self._items(2, f"{key}[{{}}]", "log entry"):
+            for index, obj, check_text in self._items(2, join("", key), "log entry"):
                 yield (ENTRY, index, obj, check_text)
         else:
             yield (VALUE, key, *self._held_value(1, join("", key)))
@@ -247,12 +251,11 @@ class Reader:
             yield (LIST_VALUE, name, *self._held_value(2, join("messages", name)))
             return
         yield (LIST, name)
-        where = join("messages", name) + "[{}]"
-        for index, obj, check_text in self._items(3, where, "message"):
+        for index, obj, check_text in self._items(3, join("messages", name), "message"):
             yield (MESSAGE, name, index, obj, check_text)
 
-    def _items(self, depth: int, where: str, what: str) -> Iterator[tuple[int, object, bool]]:
-        """Each element of the list at pos, decoded on its own."""
+    def _items(self, depth: int, path: str, what: str) -> Iterator[tuple[int, object, bool]]:
+        """Each element of the list at pos (the list at `path`), decoded on its own."""
         self.pos += 1
         self.skip_ws()
         if self.peek() == "]":
@@ -260,7 +263,7 @@ class Reader:
             return
         index = 0
         while True:
-            place = where.format(index)
+            place = f"{path}[{index}]"
             value, check_text = self._value(depth, MAX_ITEM_CONTAINERS + 1, place, what)
             yield index, value, check_text
             index += 1
