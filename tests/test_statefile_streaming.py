@@ -37,7 +37,7 @@ def canonical(state: dict) -> bytes:
     return json.dumps(state, indent=2, ensure_ascii=False).encode("utf-8")
 
 
-@pytest.fixture(params=[3, 64], ids=["3-byte pieces", "64-byte pieces"])
+@pytest.fixture(params=[1, 64], ids=["1-byte pieces", "64-byte pieces"])
 def tiny_pieces(request, monkeypatch):
     """Pieces so small that every key, string, number and message crosses their ends."""
     monkeypatch.setattr(stream, "CHUNK_BYTES", request.param)

@@ -103,7 +103,7 @@ class Reader:
 
     # --- The text ------------------------------------------------------------
 
-    def _read(self, *, compact: bool, size: int = CHUNK_BYTES) -> None:
+    def _read(self, *, compact: bool, size: int = 0) -> None:
         if compact and self.pos:
             dropped = self.buf[: self.pos]
             newlines = dropped.count("\n")
@@ -113,7 +113,7 @@ class Reader:
             self.offset += self.pos
             self.buf = self.buf[self.pos :]
             self.pos = 0
-        data = self._stream.read(size)
+        data = self._stream.read(size or CHUNK_BYTES)
         try:
             text = self._decoder.decode(data, final=not data)
         except UnicodeDecodeError as exc:
@@ -230,7 +230,7 @@ class Reader:
                 key, self.pos = json.decoder.scanstring(self.buf, self.pos + 1)
                 return key
             except json.JSONDecodeError as exc:
-                if self.eof or not exc.msg.startswith("Unterminated string"):
+                if self.eof or not _maybe_cut(exc, len(self.buf)):
                     raise self._fail(exc.msg.removesuffix(" at"), exc.pos) from None
                 self._read(compact=False)
 
@@ -281,56 +281,46 @@ class Reader:
         """A value kept whole in memory: its containers count against MAX_CONTAINERS."""
         self._ahead(CHUNK_BYTES // 4)
         start = self.pos
-        counted = self._scan(start, depth, MAX_CONTAINERS - self._held, place, None)
-        self._held += counted
-        return self._decode(start, depth, place, None, scanned=True)
+        self._held += self._scan(start, depth, MAX_CONTAINERS - self._held, place, None)
+        return self._decode(start, depth, scanned=True)
 
     def _value(self, depth: int, limit: int, place: str, what: str) -> tuple[object, bool]:
         self._ahead(CHUNK_BYTES // 4)
         start = self.pos
-        done = self._try_decode(start, depth)
-        if done is not None:
-            return done
-        if not self.eof:  # a number or literal cut by the window's end: one read more
-            self._read(compact=False)
-        self._scan(start, depth, limit, place, what)
-        return self._decode(start, depth, place, what, scanned=True)
-
-    def _try_decode(self, start: int, depth: int) -> tuple[object, bool] | None:
-        """The value at start if the window holds it whole; None to read on."""
         try:
-            return self._decode(start, depth, "", None, scanned=False)
-        except _Incomplete:
-            return None
+            return self._decode(start, depth, scanned=False)
+        except _Incomplete:  # larger than the window: counted before it is built
+            self._scan(start, depth, limit, place, what)
+            return self._decode(start, depth, scanned=True)
 
-    def _decode(
-        self, start: int, depth: int, place: str, what: str | None, *, scanned: bool
-    ) -> tuple[object, bool]:
-        buf = self.buf
-        try:
-            value, end = _DECODER.raw_decode(buf, start)
-        except json.JSONDecodeError as exc:
-            if not scanned and not self.eof and _maybe_cut(exc, len(buf)):
-                raise _Incomplete from None
-            raise self._fail(exc.msg.removesuffix(" at"), exc.pos) from None
-        except RecursionError:
-            raise self._fail(
-                f"nesting too deep (over {MAX_DEPTH} levels)", _too_deep_at(buf, start, depth)
-            ) from None
-        except ValueError:  # an integer of more digits than Python converts
-            long_number = _LONG_NUMBER.search(buf, start)
-            index = long_number.start() if long_number else start
-            raise self._fail("a number with too many digits to read", index) from None
-        if end == len(buf) and not self.eof:
+    def _decode(self, start: int, depth: int, *, scanned: bool) -> tuple[object, bool]:
+        """The value at start, decoded by json's own decoder. Not `scanned`: raise
+        _Incomplete where the window may end inside it; `scanned`: read on."""
+        while True:
+            buf = self.buf
+            try:
+                value, end = _DECODER.raw_decode(buf, start)
+            except json.JSONDecodeError as exc:
+                if self.eof or not _maybe_cut(exc, len(buf)):
+                    raise self._fail(exc.msg.removesuffix(" at"), exc.pos) from None
+            except RecursionError:
+                index = _too_deep_at(buf, start, depth)
+                raise self._fail(f"nesting too deep (over {MAX_DEPTH} levels)", index) from None
+            except ValueError:  # an integer of more digits than Python converts
+                long_number = _LONG_NUMBER.search(buf, start)
+                index = long_number.start() if long_number else start
+                raise self._fail("a number with too many digits to read", index) from None
+            else:
+                # A number near the window's end may go on past it (`1` of `1e400`).
+                if self.eof or end < len(buf) - 12 or type(value) not in (int, float):
+                    self.pos = end
+                    check_text = self._want_text_check and (
+                        _UNSTORABLE_ESCAPE.search(buf, start, end) is not None
+                    )
+                    return value, check_text
             if not scanned:
                 raise _Incomplete
-            self._read(compact=False)  # a number may go on: decode again with more
-            return self._decode(start, depth, place, what, scanned=True)
-        self.pos = end
-        check_text = self._want_text_check and (
-            _UNSTORABLE_ESCAPE.search(buf, start, end) is not None
-        )
-        return value, check_text
+            self._read(compact=False, size=max(CHUNK_BYTES, len(buf) - start))
 
     def _scan(self, start: int, depth: int, limit: int, place: str, what: str | None) -> int:
         """Read on until the value at start is whole in the window (or the text ends),
