@@ -32,7 +32,7 @@ from .rules import (
 MAX_ERRORS_SHOWN = 20
 MAX_ERRORS_KEPT = 1000  # a file of a million wrong values need not hold them all
 _UNSTORABLE_ESCAPE = re.compile(r"\\u(?:0000|[dD][89abcdefABCDEF])")
-_BRACKETS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+_BRACKETS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.S)
 _LONG_NUMBER = re.compile(r"\d{4301,}")  # Python reads at most 4,300 digits
 
 

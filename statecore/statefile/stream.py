@@ -18,9 +18,7 @@ Limits, so that a file whose bulk is junk is refused before it is built in memor
 (README, "Importing and exporting"):
 - MAX_CONTAINERS objects and lists outside the message objects and log entries (the
   settings, unknown keys, legacy lists: what an import holds in memory at once);
-- MAX_ITEM_CONTAINERS objects and lists nested in any one message or log entry;
-- nesting deeper than HARD_DEPTH stops the reading at once (over MAX_DEPTH is a
-  fault anyway, named by its path where it is shallow enough to read).
+- MAX_ITEM_CONTAINERS objects and lists nested in any one message or log entry.
 """
 
 from __future__ import annotations
@@ -39,7 +37,6 @@ from .rules import MAX_DEPTH, DuplicateKeys, JSONConstant, join
 CHUNK_BYTES = 1 << 16
 MAX_CONTAINERS = 100_000
 MAX_ITEM_CONTAINERS = 1_000
-HARD_DEPTH = 500
 LIMITS_HELP = "see the README, 'Importing and exporting'"
 
 _WS = re.compile(r"[ \t\n\r]*")
@@ -335,11 +332,11 @@ class Reader:
 
     def _scan(self, start: int, depth: int, limit: int, place: str, what: str | None) -> int:
         """Read on until the value at start is whole in the window (or the text ends),
-        counting its objects and lists: Fault past `limit` or past HARD_DEPTH, before
-        any of it is built. Returns the count."""
+        counting its objects and lists: Fault past `limit`, before any of it is built.
+        Returns the count."""
         if self.buf[start : start + 1] not in ("[", "{", '"'):
             return 0
-        level, count, too_deep, i = depth, 0, None, start
+        level, count, i = depth, 0, start
         while True:
             for token in _TOKENS.finditer(self.buf, i):
                 char = self.buf[token.start()]
@@ -350,10 +347,6 @@ class Reader:
                 elif char in "[{":
                     level += 1
                     count += 1
-                    if level > MAX_DEPTH and too_deep is None:
-                        too_deep = token.start()
-                    if level > HARD_DEPTH:
-                        raise self._fail(f"nesting too deep (over {MAX_DEPTH} levels)", too_deep)
                     if count > limit:
                         raise Fault(place, _limit_problem(what), utf8_first=False)
                 else:
