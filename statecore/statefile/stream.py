@@ -119,11 +119,10 @@ class Reader:
     def _compact(self) -> None:
         """Drop the text before pos (read already)."""
         if self.pos:
-            dropped = self.buf[: self.pos]
-            newlines = dropped.count("\n")
+            newlines = self.buf.count("\n", 0, self.pos)
             if newlines:
                 self.line += newlines
-                self.line_start = self.offset + dropped.rfind("\n") + 1
+                self.line_start = self.offset + self.buf.rfind("\n", 0, self.pos) + 1
             self.offset += self.pos
             self.buf = self.buf[self.pos :]
             self.pos = 0
