@@ -54,7 +54,7 @@ class StateFileError(ValueError):
 
 def parse_state(data: bytes | str) -> dict:
     """The state in `data`, or StateFileError naming every fault's place (the whole
-    state in memory: for a file, checking.check_file reads it in pieces)."""
+    state in memory: check_file reads a file in pieces and holds one message)."""
     if isinstance(data, str):
         data = data.encode("utf-8", "surrogatepass")
     return check_file(lambda: io.BytesIO(data), collect=True).state
@@ -149,9 +149,8 @@ def check_file(open_stream: Opener, *, collect: bool = False) -> CheckedFile:
     """Check the file `open_stream()` gives, in one pass of small pieces; the same
     faults at the same places as reading it whole. StateFileError on any fault.
 
-    Ids found twice are compared by their hash during the pass, so the pass holds
-    eight bytes per message; only if two hashes meet is the file read once more
-    for the ids themselves."""
+    Ids are compared by their hash during the pass (a small int per message, not the
+    id); only if two hashes meet is the file read once more for the ids themselves."""
     checker = _Checker(collect=collect)
     with open_stream() as source:
         _walk(stream.Reader(source), checker.handle)
