@@ -358,3 +358,14 @@ def test_the_check_reads_the_file_once_and_the_import_twice(db, monkeypatch, sam
     assert opened == ["open"]
     statefile.import_file(opener, **WHO)
     assert opened == ["open"] * 3
+
+
+def test_ids_whose_hashes_meet_are_compared_as_ids(db, monkeypatch, sample_bytes):
+    monkeypatch.setattr(parse, "hash", lambda text: 7, raising=False)  # every id collides
+    summary = statefile.import_bytes(sample_bytes, **WHO)
+    assert summary.dropped_duplicates == []
+    assert statefile.export_bytes() == sample_bytes
+    with pytest.raises(StateFileError, match=r"messages \(sent\[0\], sent\[1\]\): the id 'x'"):
+        statefile.import_bytes(
+            canonical({"messages": {"sent": [{"id": "x"}, {"id": "x"}, {"id": "y"}]}}), **WHO
+        )
