@@ -369,3 +369,24 @@ def test_ids_whose_hashes_meet_are_compared_as_ids(db, monkeypatch, sample_bytes
         statefile.import_bytes(
             canonical({"messages": {"sent": [{"id": "x"}, {"id": "x"}, {"id": "y"}]}}), **WHO
         )
+
+
+def test_a_file_replaced_between_the_check_and_the_insert_is_not_read(
+    db, monkeypatch, tmp_path, sample_bytes
+):
+    from statecore.statefile import importing
+
+    path = tmp_path / "whatsapp_state.json"
+    path.write_bytes(sample_bytes)
+    newer = tmp_path / "newer.json"
+    newer.write_bytes(b'{"messages": {"sent": [{"id": 5}]}}')  # never checked
+    real_check = importing.check_file
+
+    def check_then_replace(open_stream):
+        checked = real_check(open_stream)
+        newer.replace(path)  # as the scripts write their file: a rename over it
+        return checked
+
+    monkeypatch.setattr(importing, "check_file", check_then_replace)
+    statefile.import_path(path, **WHO)
+    assert statefile.export_bytes() == sample_bytes

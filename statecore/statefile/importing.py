@@ -3,6 +3,7 @@ one transaction, with one audit event saying what was replaced."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 from collections.abc import Callable, Iterator
@@ -72,14 +73,23 @@ def import_path(
     progress: Callable[[int, int], None] | None = None,
 ) -> ImportSummary:
     """Validate the file at `path` and import it, reading it in pieces (twice: once
-    to check it, once to insert); the database is untouched on any fault."""
-    return import_file(
-        lambda: open(path, "rb"),  # noqa: SIM115 - the reader closes it
-        actor=actor,
-        source=source,
-        on_duplicate=on_duplicate,
-        progress=progress,
-    )
+    to check it, once to insert); the database is untouched on any fault.
+
+    Both passes read the one file opened here: a file replaced meanwhile (the scripts
+    write theirs by renaming a new one over it) is not read unchecked."""
+    with open(path, "rb") as file:
+
+        def from_the_start() -> contextlib.nullcontext:
+            file.seek(0)
+            return contextlib.nullcontext(file)
+
+        return import_file(
+            from_the_start,
+            actor=actor,
+            source=source,
+            on_duplicate=on_duplicate,
+            progress=progress,
+        )
 
 
 def import_state(
