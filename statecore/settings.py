@@ -379,9 +379,9 @@ ASSISTANT_TIMEOUT_SECONDS = env_int("ASSISTANT_TIMEOUT_SECONDS", 60, minimum=1)
 # Request bodies (statecore/middleware.py): a larger Content-Length gets 413 before it is read;
 # a chunked body (no length) gets 413 anywhere but the upload.
 MAX_REQUEST_BYTES = env_int("MAX_REQUEST_BYTES", 64 * 1024, minimum=1024)
-# The upload's file limit (256 MiB, approvals/statefile_forms.py) plus the form around it.
+# The upload's file limit (32 MiB, approvals/statefile_forms.py) plus the form around it.
 STATE_UPLOAD_MAX_REQUEST_BYTES = env_int(
-    "STATE_UPLOAD_MAX_REQUEST_BYTES", 256 * 1024 * 1024 + 64 * 1024, minimum=1024
+    "STATE_UPLOAD_MAX_REQUEST_BYTES", 32 * 1024 * 1024 + 64 * 1024, minimum=1024
 )
 # POST /gateway/events (parse_event also refuses over 16,384 bytes itself).
 GATEWAY_EVENT_MAX_REQUEST_BYTES = env_int(
