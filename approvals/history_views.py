@@ -16,7 +16,7 @@ from statecore.lifecycle import MoveRefused
 from statecore.models import Message, Source
 
 from . import history, queue
-from .access import REOPEN, RESOLVE, actor, may, next_url, signed_in
+from .access import REOPEN, RESOLVE, REVIEW, actor, may, next_url, signed_in
 from .actions import message_action
 from .forms import LIMITS, ConfirmSentForm, HistoryFilterForm, ReopenForm
 from .queue_views import CHANGED
@@ -94,6 +94,7 @@ def _render(request: HttpRequest, template: str, context: dict, status: int = 20
     only if an entry offers it (lazy: a page without failed replies never asks)."""
     context["can_resolve"] = SimpleLazyObject(lambda: may(request.user, RESOLVE))
     context["can_reopen"] = SimpleLazyObject(lambda: may(request.user, REOPEN))
+    context["can_review"] = SimpleLazyObject(lambda: may(request.user, REVIEW))
     context["limits"] = LIMITS
     return render(request, template, context, status=status)
 

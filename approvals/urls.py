@@ -14,6 +14,7 @@ urlpatterns = [
     path("queue/<int:pk>/edit/", queue_views.edit, name="edit"),
     path("queue/<int:pk>/reject/", queue_views.reject, name="reject"),
     path("queue/<int:pk>/undo/", queue_views.undo, name="undo"),
+    path("queue/<int:pk>/thread/", queue_views.thread, name="thread"),
     path("history/", history_views.history_page, name="history"),
     path("history/<int:pk>/", history_views.history_entry, name="history-entry"),
     path("history/<int:pk>/retry/", history_views.retry, name="retry"),
