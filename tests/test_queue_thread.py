@@ -143,11 +143,11 @@ def test_the_thread_needs_sign_in_and_the_review_permission(client, reader, db):
 
 
 def test_a_reader_sees_no_conversation_control(reader):
-    draft = make_reply(Status.SENT)
-    pending = make_reply()
-    assert "data-thread" not in reader.get(url("queue")).content.decode()
-    assert "thread-disclosure" not in reader.get(url("history")).content.decode()
-    assert pending.pk  # the queue had a card to show
+    sent, pending = make_reply(Status.SENT), make_reply()
+    queue_html = reader.get(url("queue")).content.decode()
+    history_html = reader.get(url("history")).content.decode()
+    assert f'id="card-{pending.pk}"' in queue_html and "data-thread" not in queue_html
+    assert f'id="entry-{sent.pk}"' in history_html and "thread-disclosure" not in history_html
 
 
 def test_without_javascript_the_thread_is_a_page_of_its_own(rc):
