@@ -338,6 +338,8 @@ APPROVAL_GRACE_SECONDS = env_int("APPROVAL_GRACE_SECONDS", 10)
 OVERDUE_MINUTES = env_int("OVERDUE_MINUTES", 15, minimum=1)
 # Admins are mailed once when approved replies have waited this long to be sent.
 SEND_DELAY_ALERT_MINUTES = env_int("SEND_DELAY_ALERT_MINUTES", 10, minimum=1)
+# Admins are mailed once when drafts have waited this long for a reviewer.
+ALERT_OVERDUE_MINUTES = env_int("ALERT_OVERDUE_MINUTES", 60, minimum=1)
 # Shared secret of the gateway's POST /gateway/events; empty turns the endpoint off (404).
 GATEWAY_TOKEN = env_str("GATEWAY_TOKEN")
 # Which gateway speaks to WhatsApp (statecore/whatsapp/) and how to reach it: `wwebjs`
