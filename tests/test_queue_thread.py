@@ -112,11 +112,13 @@ def test_the_core_query_reads_one_chat_only_and_nothing_for_no_chat(db):
     chat = a_conversation()
     thread = Message.objects.thread(NUMBER, limit=3)
     assert [m.pk for m in thread] == [chat["phone"].pk, chat["third"].pk, chat["draft"].pk]
-    assert Message.objects.thread("") == []
     assert [m.body for m in Message.objects.thread(chat["elsewhere"].chat)] == [
         "Someone else",
         "Other chat",
     ]
+    # A message of no known chat is no conversation (not every chat-less one at once).
+    Message.objects.filter(pk=chat["elsewhere"].pk).update(chat="")
+    assert Message.objects.thread("") == []
 
 
 def test_hostile_text_in_the_thread_is_text(rc):
