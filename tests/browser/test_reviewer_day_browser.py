@@ -101,6 +101,33 @@ def test_c_opens_and_folds_the_conversation_of_the_current_card(new_page, page_e
     assert page_errors == []
 
 
+def test_the_history_entry_opens_the_same_conversation(new_page, live_url, page_errors):
+    first = make_incoming(name="Amina", body="Is it in stock?", timestamp=ago(minutes=30))
+    reply = make_reply(
+        Status.SENT, incoming=first, body="Yes, two left.", timestamp=ago(minutes=29)
+    )
+    page = new_page("dana")
+    page.goto(f"{live_url}/history/")
+    entry = page.locator(f"#entry-{reply.pk}")
+    entry.get_by_text("Audit trail").click()
+    entry.locator(".thread-disclosure > summary").click()
+    items = entry.locator(".thread-list > li")
+    expect(items).to_have_count(2)
+    expect(items.nth(0)).to_contain_text("Is it in stock?")
+    expect(items.nth(1)).to_contain_text("this reply")
+    assert page_errors == []
+
+
+def test_without_javascript_the_conversation_is_a_page(new_page, live_url):
+    draft = make_reply(body="It ships today.")
+    page = new_page("dana", javascript=False)
+    card(page, draft).get_by_role("link", name="Conversation").click()
+    expect(page.get_by_role("heading", level=1)).to_contain_text("Conversation with")
+    expect(page.locator(".thread-list > li").last).to_contain_text("It ships today.")
+    page.get_by_role("link", name="← Back").click()
+    expect(page).to_have_url(f"{live_url}/queue/")
+
+
 def test_the_edit_box_opens_with_the_cursor_at_the_end(new_page):
     draft = make_reply(body="Thanks for your order.\nIt ships today")
     page = new_page("dana")
