@@ -94,6 +94,7 @@ def test_c_opens_and_folds_the_conversation_of_the_current_card(new_page, page_e
     page.keyboard.press("Escape")
     card(page, draft).get_by_role("link", name="Cancel").click()
     expect(card(page, draft).get_by_role("button", name="Approve")).to_be_visible()
+    expect(items).to_have_count(4)
     card(page, draft).focus()
     page.keyboard.press("c")
     expect(thread).to_have_count(0)
