@@ -190,22 +190,27 @@
       var focusLost = !document.activeElement || document.activeElement === document.body;
       setCurrent(replacement, focusLost);
     }
-    cursorToEnd(event.target);
     placeNewCards();
     refresh();
     announce();
   });
 
-  // The edit box opens with the cursor after the draft's last word, ready to add to it.
-  // Only a card just drawn (or the page just loaded): never a box someone is typing in.
-  function cursorToEnd(root) {
-    if (root !== document && !(root && root.matches && root.matches("[data-card]"))) return;
-    var box = root.querySelector(".edit-form textarea");
-    if (!box) return;
+  // The edit box opens with the cursor after the draft's last word, ready to add to it:
+  // set when the box is first focused (htmx's autofocus, a click, the page's own autofocus),
+  // never later, so it neither moves a cursor someone placed nor races their first keys.
+  var placed = new WeakSet();
+
+  function cursorToEnd(box) {
+    if (!box || placed.has(box)) return;
+    placed.add(box);
     var end = box.value.length;
     box.setSelectionRange(end, end);
     box.scrollTop = box.scrollHeight;
   }
+
+  document.addEventListener("focusin", function (event) {
+    if (event.target.matches && event.target.matches(".edit-form textarea")) cursorToEnd(event.target);
+  });
 
   // The poll removes cards others handled; a card someone is editing stays, with the news.
   document.body.addEventListener("htmx:oobBeforeSwap", function (event) {
@@ -504,7 +509,7 @@
   foldFilters();
   refresh();
   showNotifyButton();
-  cursorToEnd(document);
+  if (document.activeElement && document.activeElement.matches(".edit-form textarea")) cursorToEnd(document.activeElement);
   var first = document.querySelector("#card-list [data-pending]");
   if (first) setCurrent(first, false);
   window.setInterval(tickUndo, TICK_MS);

@@ -172,7 +172,8 @@ def test_notifications_are_asked_on_a_click_and_shown_while_the_tab_is_hidden(
 
     # Visible: a new draft arrives on the page, without a notification.
     seen = make_reply(incoming=make_incoming(name="Bilal"))
-    expect(card(page, seen)).to_be_visible(timeout=POLL_WAIT_MS)
+    # Placed by the page's script (which would have notified), not only swapped in.
+    expect(card(page, seen)).to_have_class(re.compile("is-arriving"), timeout=POLL_WAIT_MS)
     assert page.evaluate("window.__shown") == []
 
     hide(page)
