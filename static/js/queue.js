@@ -71,7 +71,11 @@
     return function () {
       var card = current();
       var button = card && card.querySelector('[data-key="' + key + '"]');
-      if (button) button.click();
+      if (!button) return;
+      // A card swapped in a moment ago is wired by htmx only when it settles; a key
+      // pressed before that would follow the plain link or form (a whole new page).
+      if (window.htmx) window.htmx.process(card);
+      button.click();
     };
   }
 
