@@ -15,7 +15,7 @@ from statecore.lifecycle import MoveRefused
 from statecore.models import HANDLED, Message, Source
 
 from . import history, queue
-from .access import REOPEN, RESOLVE, SET_MODE, actor, may, next_url, signed_in
+from .access import REOPEN, RESOLVE, REVIEW, SET_MODE, actor, may, next_url, signed_in
 from .actions import Target, message_action
 from .forms import LIMITS, ConfirmSentForm, HistoryFilterForm, ReopenForm
 from .paging import CountedPaginator
@@ -105,6 +105,7 @@ def _render(request: HttpRequest, template: str, context: dict, status: int = 20
     context["can_resolve"] = SimpleLazyObject(lambda: may(request.user, RESOLVE))
     context["can_reopen"] = SimpleLazyObject(lambda: may(request.user, REOPEN))
     context["can_set_mode"] = SimpleLazyObject(lambda: may(request.user, SET_MODE))
+    context["can_review"] = SimpleLazyObject(lambda: may(request.user, REVIEW))
     context["limits"] = LIMITS
     return render(request, template, context, status=status)
 

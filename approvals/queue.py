@@ -24,7 +24,7 @@ from statecore import chat_modes, window
 from statecore.lifecycle import MoveRefused, Refusal
 from statecore.models import Message, Status
 
-from .cards import Card, CardPage
+from .cards import Card, CardPage, is_from_phone
 from .forms import db_id
 from .present import age
 
@@ -180,7 +180,7 @@ def related_messages(
             found[row.message_id] = row
         if row.reply_to or not row.timestamp:
             continue
-        if _is_from_phone(row):
+        if is_from_phone(row):
             from_phone[row.chat].append(row)
         elif row.sender:
             by_chat[row.chat].append(row)
@@ -198,11 +198,6 @@ def related_messages(
         if answered:
             answered_later[draft.pk] = answered
     return Related(found, later, answered_later)
-
-
-def _is_from_phone(row: Message) -> bool:
-    # The text test first: only the rare row holding the key is parsed.
-    return window.FROM_PHONE_KEY in row.raw and row.data.get("from_phone") is True
 
 
 def answered_messages(drafts: Sequence[Message]) -> dict[str, Message]:

@@ -20,17 +20,19 @@ from django_htmx.http import trigger_client_event
 
 from statecore import chat_modes, clock, lifecycle
 from statecore.lifecycle import MoveRefused
-from statecore.models import Message, Source, Status
+from statecore.models import THREAD_SIZE, Message, Source, Status
 
 from . import queue
 from .access import REVIEW, SET_MODE, actor, may, next_url, require_perm, signed_in, with_param
 from .actions import Target, message_action
-from .cards import DECIDED, Card
+from .cards import DECIDED, Card, thread_lines, thread_name
 from .forms import LIMITS, ApproveForm, BulkForm, EditForm, QueueFilterForm, RejectForm, db_id
 from .paging import CountedPaginator
 from .queue import GATEWAY_REFUSALS
 
 TEMPLATE = "approvals/queue.html"
+# A chat's conversation: loaded into a card, a history entry, or alone.
+THREAD_TEMPLATE = "approvals/_thread.html"
 # The event the page's counters (and its poll) listen for after a change: sent once the
 # card is swapped, so the poll that follows no longer counts it as shown.
 CHANGED = "queue-changed"
@@ -156,6 +158,24 @@ def queue_poll(request: HttpRequest) -> HttpResponse:
 def card(request: HttpRequest, pk: int) -> HttpResponse:
     """One card as it is now (Cancel of an edit; a link to one reply)."""
     return _card_response(request, get_object_or_404(Message, pk=pk))
+
+
+@signed_in
+@require_safe
+def thread(request: HttpRequest, pk: int) -> HttpResponse:
+    """The chat's last messages in both directions, for a card (key `c`) or a history
+    entry: the fragment for htmx, a page of its own without JavaScript."""
+    require_perm(request, REVIEW)
+    msg = get_object_or_404(Message, pk=pk)
+    lines = thread_lines(Message.objects.thread(msg.chat), current=msg.pk)
+    context = {
+        "lines": lines,
+        "name": thread_name(lines, msg.chat),
+        "full": len(lines) >= THREAD_SIZE,
+    }
+    if request.htmx:
+        return render(request, THREAD_TEMPLATE, context)
+    return render(request, "approvals/thread.html", context | {"next": next_url(request)})
 
 
 @message_action(REVIEW, refused=_refused)

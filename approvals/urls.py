@@ -22,6 +22,7 @@ urlpatterns = [
     path("queue/<int:pk>/reject/", queue_views.reject, name="reject"),
     path("queue/<int:pk>/undo/", queue_views.undo, name="undo"),
     path("queue/<int:pk>/chat-mode/", chat_mode_views.queue_chat_mode, name="chat-mode"),
+    path("queue/<int:pk>/thread/", queue_views.thread, name="thread"),
     path("history/", history_views.history_page, name="history"),
     path("history/<int:pk>/", history_views.history_entry, name="history-entry"),
     path("history/<int:pk>/retry/", history_views.retry, name="retry"),

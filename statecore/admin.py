@@ -154,7 +154,7 @@ class ChatFilter(admin.SimpleListFilter):
 @admin.register(Message)
 class MessageAdmin(_CountsMessages, _SavesThroughCore, admin.ModelAdmin):
     form = MessageExtraForm
-    list_display = ["message_id", "status", "who", "preview", "timestamp", "status_updated_at"]
+    list_display = ["short_id", "status", "who", "preview", "timestamp", "status_updated_at"]
     list_filter = [
         "status",
         KindFilter,
@@ -240,6 +240,13 @@ class MessageAdmin(_CountsMessages, _SavesThroughCore, admin.ModelAdmin):
         )
 
     # Columns and read-only fields ---------------------------------------------
+    @admin.display(description="id", ordering="message_id")
+    def short_id(self, obj: Message):
+        # Cut to one line by admin.css (ids run to 60 characters); the whole id on hover.
+        return format_html(
+            '<span class="message-id" title="{}">{}</span>', obj.message_id, obj.message_id
+        )
+
     @admin.display(description="from / to")
     def who(self, obj: Message) -> str:
         if obj.reply_to:

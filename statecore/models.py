@@ -36,6 +36,8 @@ class Source(models.TextChoices):
 
 
 MAX_ID_LENGTH = 500
+# How many messages of a chat its conversation shows (the last ones).
+THREAD_SIZE = 20
 
 
 class MessageQuerySet(models.QuerySet):
@@ -65,6 +67,20 @@ class MessageQuerySet(models.QuerySet):
 
     def in_list_order(self) -> MessageQuerySet:
         return self.order_by("position", "pk")
+
+    def thread(self, chat: str, *, limit: int = THREAD_SIZE) -> list[Message]:
+        """The last `limit` messages of a chat in both directions, oldest first: what the
+        customer wrote and what was answered (drafts, sends, failures, answers from the
+        phone). One query, read backwards off the index (chat, timestamp). A rejected
+        draft was never said and an undated message has no place: neither is part of it."""
+        if not chat:
+            return []
+        rows = (
+            self.filter(chat=chat, timestamp__isnull=False)
+            .exclude(status=Status.REJECTED)
+            .order_by("-timestamp", "-pk")[:limit]
+        )
+        return list(reversed(rows))
 
 
 class Message(models.Model):

@@ -349,6 +349,8 @@ SEND_DELAY_ALERT_MINUTES = env_int("SEND_DELAY_ALERT_MINUTES", 10, minimum=1)
 # The overview suggests `auto` for a chat whose last this many drafts were approved as
 # drafted, none edited or rejected in between (statecore/learning.py); 0: never.
 SUGGEST_AUTO_AFTER = env_int("SUGGEST_AUTO_AFTER", 10)
+# Admins are mailed once when drafts have waited this long for a reviewer.
+ALERT_OVERDUE_MINUTES = env_int("ALERT_OVERDUE_MINUTES", 60, minimum=1)
 # Shared secret of the gateway's POST /gateway/events; empty turns the endpoint off (404).
 GATEWAY_TOKEN = env_str("GATEWAY_TOKEN")
 # Which gateway speaks to WhatsApp (statecore/whatsapp/) and how to reach it: `wwebjs`

@@ -295,7 +295,7 @@ def test_a_reply_gone_between_reading_it_and_moving_it_is_404(rc, monkeypatch, v
 def _reads_of(row, queries) -> int:
     """SELECTs of the reply's own row: by its key (pages) or by its id (the lifecycle)."""
     by_key = f'"statecore_message"."id" = {row.pk}'
-    by_id = f"\"statecore_message\".\"message_id\" = '{row.message_id}'"
+    by_id = f'"statecore_message"."message_id" = \'{row.message_id}\''
     return sum(
         1
         for q in queries

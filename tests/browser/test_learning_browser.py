@@ -28,4 +28,3 @@ def test_the_learning_tables_fit_a_phone(new_page, live_url):
     assert overflow(page) <= 0
     table = page.locator("#ov-learning-30")
     assert table.evaluate("t => t.parentElement.scrollWidth > t.parentElement.clientWidth")
-
