@@ -16,6 +16,7 @@ from statecore.models import DraftAttempt, Status
 from .access import EXPORT, IMPORT, may, signed_in
 from .present import age
 
+TEMPLATE = "approvals/overview.html"
 # The chart's drawing box (SVG user units; CSS scales it to the page).
 CHART_WIDTH = 840
 CHART_HEIGHT = 160
@@ -172,6 +173,23 @@ def learning_section(found: learning.Learning) -> dict:
 @signed_in
 @require_safe
 def overview(request: HttpRequest) -> HttpResponse:
+    """The page; its learning section comes after it (`overview_learning`): it reads up to
+    learning.MAX_DECISIONS audit rows, too many to hold up the page with."""
+    return render(request, TEMPLATE, _context(request))
+
+
+@signed_in
+@require_safe
+def overview_learning(request: HttpRequest) -> HttpResponse:
+    """The learning section: the fragment the page loads (htmx), or without JavaScript
+    the whole page with the section in place."""
+    section = learning_section(learning.summary())
+    if request.htmx:
+        return render(request, f"{TEMPLATE}#learning", {"learning": section})
+    return render(request, TEMPLATE, _context(request) | {"learning": section})
+
+
+def _context(request: HttpRequest) -> dict:
     figures = stats.overview()
     heartbeat = figures.heartbeat
     silent = figures.sender_stopped
@@ -205,6 +223,5 @@ def overview(request: HttpRequest) -> HttpResponse:
         # The banner's verdict, already worked out above: the context processor's own
         # would read the state's row a second time.
         "session_banner": figures.session,
-        "learning": learning_section(learning.summary(figures.now)),
     }
-    return render(request, "approvals/overview.html", context)
+    return context

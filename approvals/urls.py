@@ -13,6 +13,7 @@ app_name = "approvals"
 
 urlpatterns = [
     path("", overview_views.overview, name="overview"),
+    path("overview/learning/", overview_views.overview_learning, name="overview-learning"),
     path("queue/", queue_views.queue_page, name="queue"),
     path("queue/poll/", queue_views.queue_poll, name="queue-poll"),
     path("queue/bulk/", queue_views.bulk, name="bulk"),

@@ -47,6 +47,8 @@ def at(monkeypatch) -> Clock:
 
 
 WEB = {"source": Source.WEB}
+# The overview's learning section (the whole page around it without JavaScript).
+LEARNING = "/overview/learning/"
 
 
 def draft(body: str = "Thanks, we will reply soon.", *, chat: str | None = None) -> str:
@@ -254,7 +256,7 @@ def test_an_edit_saved_before_sizes_were_kept_is_edited_but_not_measured(at, rc)
     )  # the shape of an older row
     tally = learning.summary(NOW).periods[0].everyone
     assert (tally.edited, tally.sizes, tally.median_edit) == (1, [], None)
-    everyone = cells(row_html(rc.get("/").content.decode(), "7", ""))
+    everyone = cells(row_html(rc.get(LEARNING).content.decode(), "7", ""))
     assert everyone["median-edit"] == "n/a (1 not measured)"
 
 
@@ -375,7 +377,7 @@ def test_the_overview_shows_every_learning_figure(at, settings, rc):
     at.days_ago(1)
     run_of(at, "923009990002", "aaa")
     at.days_ago(0)
-    html = rc.get("/").content.decode()
+    html = rc.get(LEARNING).content.decode()
     assert cells(row_html(html, "7", "")) == {
         "decided": "12",
         "drafted": "41.7% (5)",
@@ -400,13 +402,42 @@ def test_the_overview_shows_every_learning_figure(at, settings, rc):
 
 def test_the_overview_shows_reviewers_and_reasons_as_text(at, rc):
     reject(draft(), "dana", "<script>alert(1)</script>")
-    html = rc.get("/").content.decode()
+    html = rc.get(LEARNING).content.decode()
     assert '<q dir="auto">&lt;script&gt;alert(1)&lt;/script&gt;</q> (1)' in html
     assert "<script>alert" not in html
 
 
 def test_the_overview_says_when_nothing_was_decided_and_the_suggestion_is_off(at, settings, rc):
     settings.SUGGEST_AUTO_AFTER = 0
-    html = rc.get("/").content.decode()
+    html = rc.get(LEARNING).content.decode()
     assert cells(row_html(html, "7", ""))["drafted"] == "n/a (0)"
     assert "(<code>SUGGEST_AUTO_AFTER</code> is 0)" in html
+
+
+# --- Loaded after the page -----------------------------------------------------------
+
+
+def test_the_overview_page_does_not_wait_for_the_learning_figures(rc, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("the page read the learning figures itself")
+
+    monkeypatch.setattr(learning, "summary", refuse)
+    html = rc.get("/").content.decode()
+    assert f'hx-get="{LEARNING}"' in html and 'hx-trigger="load"' in html
+    assert f'href="{LEARNING}#ov-learning"' in html  # without JavaScript: a link
+
+
+def test_the_learning_fragment_is_the_section_alone_for_htmx(at, rc):
+    at.days_ago(1)
+    reject(draft("Draft"), "dana", "Wrong price")
+    html = rc.get(LEARNING, HTTP_HX_REQUEST="true").content.decode()
+    assert html.lstrip().startswith('<section class="ov-section" id="ov-learning"')
+    assert "<html" not in html and "hx-get" not in html
+    assert "wrong price" in html
+
+
+def test_the_learning_section_needs_a_sign_in(client):
+    response = client.get(LEARNING, HTTP_HX_REQUEST="true")
+    # htmx is sent to the sign-in page as a whole (HX-Redirect), with no figures.
+    assert response["HX-Redirect"].startswith("/accounts/login/")
+    assert "ov-learning" not in response.content.decode()
