@@ -1,0 +1,137 @@
+"""Text search over messages, served from an index: what people type finds what they mean.
+
+A search matches a message when one of the searched columns holds the text as typed,
+compared after folding both (case and accents: `jose` finds `José`, `ZOE` finds `Zoë`);
+a fragment of a number (`4567` in `923001234567`) matches too, and `%`, `_`, quotes
+and backslashes are plain characters.
+
+The index lives in the database and is kept in step there, so every writer (the
+import, the lifecycle, the admin, the Python API, a script) is covered without a
+line of its own:
+
+- SQLite: the FTS5 table `statecore_message_search` (tokenizer `trigram`) over the
+  folded copies of the searched columns, written by triggers on `statecore_message`
+  that call `search_fold()`, the function `fold` below registered on every
+  connection (`register_fold`). SQLite 3.40's trigram tokenizer cannot drop accents,
+  hence the fold before it.
+- PostgreSQL: a GIN `gin_trgm_ops` index over `search_doc(...)`, the columns joined
+  and folded by `search_fold()` (`lower(unaccent())`, IMMUTABLE). Migration 0009
+  creates them; where the server refuses the extensions the same queries run as a
+  scan (see the README).
+
+`manage.py rebuild_search_index` rebuilds the index (`rebuild`).
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import unicodedata
+from collections.abc import Sequence
+
+from django.db import connection
+from django.db.models import F, Func, Q, Subquery, TextField, Value
+from django.db.models.expressions import RawSQL
+from django.db.models.lookups import Contains
+
+from .models import Message
+
+# The columns a search reads, in the index's order (the admin searches them all).
+FIELDS = ("message_id", "sender", "sender_name", "recipient", "chat", "body")
+TABLE = "statecore_message_search"
+FOLD_FUNCTION = "search_fold"
+# A trigram index finds only what has a trigram: shorter text is looked for by a scan.
+MIN_INDEXED = 3
+# A fragment of one or two characters is in nearly every message, so no index narrows
+# it; scanning only the newest SHORT_SCAN_CAP messages keeps such a search as fast at a
+# million messages as at a thousand (and finds the recent ones people look for).
+SHORT_SCAN_CAP = 20_000
+
+# Every character that only adds an accent to the one before it (after NFKD).
+_MARKS = dict.fromkeys(cp for cp in range(sys.maxunicode + 1) if unicodedata.combining(chr(cp)))
+# What a search cannot hold: NUL (refused by PostgreSQL) and lone surrogates (not UTF-8).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def fold(text: str | None) -> str | None:
+    """`text` as the index compares it: case folded, accents and compatibility forms
+    dropped (`Zoë` -> `zoe`, `ﬁ` -> `fi`). Deterministic: the triggers call it."""
+    if text is None:
+        return None
+    if text.isascii():
+        return text.lower()
+    return unicodedata.normalize("NFKD", text.casefold()).translate(_MARKS)
+
+
+def register_fold(sender=None, connection=None, **kwargs) -> None:
+    """Give a new SQLite connection `search_fold()`, which the index's triggers call:
+    without it, a write to the message table fails ("no such function")."""
+    if connection is not None and connection.vendor == "sqlite":
+        connection.connection.create_function(FOLD_FUNCTION, 1, fold, deterministic=True)
+
+
+def needle(text: str) -> str:
+    """What a search looks for: `text` folded, without what no message can hold."""
+    return fold(_UNSTORABLE.sub("", text))
+
+
+def matches(text: str, fields: Sequence[str] = FIELDS) -> Q:
+    """Messages one of whose `fields` holds `text` (folded, as a fragment)."""
+    wanted = needle(text)
+    if not wanted:
+        return Q()
+    if len(wanted) < MIN_INDEXED:
+        return _short_scan(wanted, fields)
+    if connection.vendor == "sqlite":
+        return Q(pk__in=_fts_rowids(wanted, fields))
+    return Q(Contains(_SearchDoc(), wanted)) & _any_field(wanted, fields)
+
+
+def _fts_rowids(wanted: str, fields: Sequence[str]):
+    phrase = '"' + wanted.replace('"', '""') + '"'
+    columns = " ".join(fields)
+    query = phrase if set(fields) == set(FIELDS) else f"{{{columns}}} : {phrase}"
+    return RawSQL(f"SELECT rowid FROM {TABLE} WHERE {TABLE} MATCH %s", [query])
+
+
+def _short_scan(wanted: str, fields: Sequence[str]) -> Q:
+    newest = Message.objects.order_by("-pk").values("pk")[:1]
+    recent = Q(pk__gt=Subquery(newest) - Value(SHORT_SCAN_CAP))
+    return recent & _any_field(wanted, fields)
+
+
+def _any_field(wanted: str, fields: Sequence[str]) -> Q:
+    return Q.create([Q(Contains(_Fold(F(name)), wanted)) for name in fields], connector=Q.OR)
+
+
+class _Fold(Func):
+    function = FOLD_FUNCTION
+    output_field = TextField()
+
+
+class _SearchDoc(Func):
+    """The indexed expression of PostgreSQL (migration 0009): the same call, or no index."""
+
+    function = "search_doc"
+    output_field = TextField()
+
+    def __init__(self) -> None:
+        super().__init__(*(F(name) for name in FIELDS))
+
+
+def rebuild() -> int:
+    """Build the index again from the messages; returns how many it holds."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "sqlite":
+            columns = ", ".join(FIELDS)
+            folded = ", ".join(f"{FOLD_FUNCTION}({name})" for name in FIELDS)
+            cursor.execute(f"DELETE FROM {TABLE}")
+            cursor.execute(
+                f"INSERT INTO {TABLE} (rowid, {columns}) "
+                f"SELECT id, {folded} FROM {Message._meta.db_table}"
+            )
+            cursor.execute(f"SELECT count(*) FROM {TABLE}")
+        else:
+            cursor.execute(f"REINDEX INDEX {TABLE}_trgm")
+            cursor.execute(f"SELECT count(*) FROM {Message._meta.db_table}")
+        return cursor.fetchone()[0]
