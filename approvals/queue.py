@@ -59,10 +59,11 @@ def pending_drafts(filters: dict | None = None, *, now: datetime) -> QuerySet[Me
 
 def text_match(text: str) -> Q:
     """Replies whose text or recipient holds `text`, or that answer a message whose
-    sender, name or text holds it (a subquery: still one query), found from the
-    search index (statecore/search.py: case and accents folded)."""
-    senders = Message.objects.filter(search.matches(text, ANSWERED_FIELDS)).values("message_id")
-    return search.matches(text, REPLY_FIELDS) | Q(reply_to__in=senders)
+    sender, name or text holds it (a subquery), found from the search index
+    (statecore/search.py: case and accents folded)."""
+    return search.matches_in_order(text, REPLY_FIELDS) | search.answer_matches(
+        text, ANSWERED_FIELDS
+    )
 
 
 # The header counts every list but incoming: customers' own messages, the largest.

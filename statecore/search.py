@@ -30,7 +30,7 @@ import unicodedata
 from collections.abc import Sequence
 
 from django.db import connection
-from django.db.models import F, Func, Q, Subquery, TextField, Value
+from django.db.models import BooleanField, Exists, F, Func, OuterRef, Q, Subquery, TextField, Value
 from django.db.models.expressions import RawSQL
 from django.db.models.lookups import Contains
 
@@ -76,32 +76,101 @@ def needle(text: str) -> str:
 
 
 def matches(text: str, fields: Sequence[str] = FIELDS) -> Q:
-    """Messages one of whose `fields` holds `text` (folded, as a fragment)."""
+    """Messages one of whose `fields` holds `text` (folded, as a fragment), found from
+    the index: the way for a list in the table's own order (the admin's)."""
     wanted = needle(text)
     if not wanted:
         return Q()
     if len(wanted) < MIN_INDEXED:
         return _short_scan(wanted, fields)
     if connection.vendor == "sqlite":
-        return Q(pk__in=_fts_rowids(wanted, fields))
+        return Q(
+            pk__in=RawSQL(
+                f"SELECT rowid FROM {TABLE} WHERE {TABLE} MATCH %s", [_fts_query(wanted, fields)]
+            )
+        )
     return Q(Contains(_SearchDoc(), wanted)) & _any_field(wanted, fields)
 
 
-def _fts_rowids(wanted: str, fields: Sequence[str]):
+def matches_in_order(text: str, fields: Sequence[str] = FIELDS) -> Q:
+    """The same messages, for a list read in an order of its own (the queue's, the
+    history's): on SQLite, a text the index holds at most SPARSE times is looked up
+    from its hits; a commoner one is tested on each row as the list is walked, which
+    stops at the page's end (one more query, to tell which)."""
+    return _in_order(text, fields)[0]
+
+
+def answer_matches(text: str, fields: Sequence[str] = FIELDS) -> Q:
+    """Replies to a message one of whose `fields` holds `text`, for a list read in its
+    own order: the replies of the few hits, or a probe of the unique id per reply."""
+    found, hits = _in_order(text, fields)
+    answered = Message.objects.filter(found)
+    if hits:
+        return Q(reply_to__in=answered.values("message_id"))
+    return Q(Exists(answered.filter(message_id=OuterRef("reply_to"))))
+
+
+def _in_order(text: str, fields: Sequence[str]) -> tuple[Q, bool]:
+    """The condition, and whether it is a list of hits (else a test of each row)."""
+    wanted = needle(text)
+    if connection.vendor != "sqlite" or not wanted or len(wanted) < MIN_INDEXED:
+        return matches(text, fields), False
+    hits = _sparse_hits(wanted, fields)
+    if hits is None:
+        return Q(_Holds(wanted, fields)), False
+    return Q(pk__in=hits), True
+
+
+# Past this many hits, a text is common enough that walking a list in its order and
+# testing each row finds a page sooner than sorting every hit.
+SPARSE = 2_000
+
+
+def _sparse_hits(wanted: str, fields: Sequence[str]) -> list[int] | None:
+    """The ids holding `wanted`, or None when there are more than SPARSE."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT rowid FROM {TABLE} WHERE {TABLE} MATCH %s LIMIT %s",
+            [_fts_query(wanted, fields), SPARSE + 1],
+        )
+        hits = [row[0] for row in cursor.fetchall()]
+    return hits if len(hits) <= SPARSE else None
+
+
+def _fts_query(wanted: str, fields: Sequence[str]) -> str:
+    """A phrase of FTS5's query language: quoted, so every character is literal."""
     phrase = '"' + wanted.replace('"', '""') + '"'
     columns = " ".join(fields)
-    query = phrase if set(fields) == set(FIELDS) else f"{{{columns}}} : {phrase}"
-    return RawSQL(f"SELECT rowid FROM {TABLE} WHERE {TABLE} MATCH %s", [query])
+    return phrase if set(fields) == set(FIELDS) else f"{{{columns}}} : {phrase}"
 
 
 def _short_scan(wanted: str, fields: Sequence[str]) -> Q:
     newest = Message.objects.order_by("-pk").values("pk")[:1]
     recent = Q(pk__gt=Subquery(newest) - Value(SHORT_SCAN_CAP))
+    if connection.vendor == "sqlite":
+        return recent & Q(_Holds(wanted, fields))
     return recent & _any_field(wanted, fields)
 
 
 def _any_field(wanted: str, fields: Sequence[str]) -> Q:
     return Q.create([Q(Contains(_Fold(F(name)), wanted)) for name in fields], connector=Q.OR)
+
+
+class _Holds(Func):
+    """SQLite: whether the row's folded columns, as the index stores them (its content
+    table, by rowid), hold `wanted`: `instr` compares them exactly, at C speed."""
+
+    output_field = BooleanField()
+
+    def __init__(self, wanted: str, fields: Sequence[str]) -> None:
+        super().__init__(F("pk"))
+        self.wanted, self.fields = wanted, tuple(fields)
+
+    def as_sql(self, compiler, connection, **extra_context):
+        pk, params = compiler.compile(self.source_expressions[0])
+        tests = " OR ".join(f"instr(c.c{FIELDS.index(name)}, %s) > 0" for name in self.fields)
+        sql = f"EXISTS (SELECT 1 FROM {TABLE}_content c WHERE c.id = {pk} AND ({tests}))"
+        return sql, (*params, *[self.wanted] * len(self.fields))
 
 
 class _Fold(Func):

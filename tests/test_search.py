@@ -130,8 +130,16 @@ def _replies_scan(text: str, statuses) -> set[str]:
     }
 
 
+# The index's hits looked up (a rare text), or each row of the list tested (a common one).
+HITS_OR_WALK = [pytest.param(2_000, id="hits"), pytest.param(0, id="walk")]
+
+
+@pytest.mark.parametrize("sparse", HITS_OR_WALK)
 @pytest.mark.parametrize("text", SEARCHES)
-def test_the_queue_and_the_history_find_replies_by_their_text_or_their_customer(text):
+def test_the_queue_and_the_history_find_replies_by_their_text_or_their_customer(
+    text, sparse, monkeypatch
+):
+    monkeypatch.setattr(search, "SPARSE", sparse)
     hand_built()
     now = clock.now()
     drafts = queue.pending_drafts({"q": text}, now=now).values_list("message_id", flat=True)
