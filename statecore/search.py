@@ -40,6 +40,8 @@ from .models import Message
 FIELDS = ("message_id", "sender", "sender_name", "recipient", "chat", "body")
 TABLE = "statecore_message_search"
 FOLD_FUNCTION = "search_fold"
+# The columns of FTS5's content table that hold FIELDS, in order.
+_CONTENT = tuple(f"c{i}" for i in range(len(FIELDS)))
 # A trigram index finds only what has a trigram: shorter text is looked for by a scan.
 MIN_INDEXED = 3
 # A fragment of one or two characters is in nearly every message, so no index narrows
@@ -127,14 +129,22 @@ SPARSE = 2_000
 
 
 def _sparse_hits(wanted: str, fields: Sequence[str]) -> list[int] | None:
-    """The ids holding `wanted`, or None when there are more than SPARSE."""
+    """The ids whose `fields` hold `wanted`, or None when the index holds it more than
+    SPARSE times. Counted in every column, where the hits come first in any order: a
+    column filter would read past every hit of the other columns to find its own."""
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT rowid FROM {TABLE} WHERE {TABLE} MATCH %s LIMIT %s",
-            [_fts_query(wanted, fields), SPARSE + 1],
+            f"SELECT rowid, {_tests(fields, 'c')} FROM {TABLE} c WHERE {TABLE} MATCH %s LIMIT %s",
+            [*[wanted] * len(fields), _fts_query(wanted, FIELDS), SPARSE + 1],
         )
-        hits = [row[0] for row in cursor.fetchall()]
-    return hits if len(hits) <= SPARSE else None
+        rows = cursor.fetchall()
+    return [rowid for rowid, held in rows if held] if len(rows) <= SPARSE else None
+
+
+def _tests(fields: Sequence[str], table: str, columns: Sequence[str] = FIELDS) -> str:
+    """SQL true when one of `fields` of `table` (the index's columns or its content
+    table's c0, c1...) holds the parameter, compared exactly by `instr`."""
+    return " OR ".join(f"instr({table}.{columns[FIELDS.index(name)]}, %s) > 0" for name in fields)
 
 
 def _fts_query(wanted: str, fields: Sequence[str]) -> str:
@@ -145,11 +155,20 @@ def _fts_query(wanted: str, fields: Sequence[str]) -> str:
 
 
 def _short_scan(wanted: str, fields: Sequence[str]) -> Q:
-    newest = Message.objects.order_by("-pk").values("pk")[:1]
-    recent = Q(pk__gt=Subquery(newest) - Value(SHORT_SCAN_CAP))
     if connection.vendor == "sqlite":
-        return recent & Q(_Holds(wanted, fields))
-    return recent & _any_field(wanted, fields)
+        return Q(pk__in=_newest_holding(wanted, fields))
+    newest = Message.objects.order_by("-pk").values("pk")[:1]
+    return Q(pk__gt=Subquery(newest) - Value(SHORT_SCAN_CAP)) & _any_field(wanted, fields)
+
+
+def _newest_holding(wanted: str, fields: Sequence[str]) -> RawSQL:
+    """SQLite: a range of the index's content table (folded already), read once."""
+    content = f"{TABLE}_content"
+    return RawSQL(
+        f"SELECT c.id FROM {content} c WHERE c.id > (SELECT max(id) FROM {content}) - %s "
+        f"AND ({_tests(fields, 'c', _CONTENT)})",
+        [SHORT_SCAN_CAP, *[wanted] * len(fields)],
+    )
 
 
 def _any_field(wanted: str, fields: Sequence[str]) -> Q:
@@ -168,7 +187,7 @@ class _Holds(Func):
 
     def as_sql(self, compiler, connection, **extra_context):
         pk, params = compiler.compile(self.source_expressions[0])
-        tests = " OR ".join(f"instr(c.c{FIELDS.index(name)}, %s) > 0" for name in self.fields)
+        tests = _tests(self.fields, "c", _CONTENT)
         sql = f"EXISTS (SELECT 1 FROM {TABLE}_content c WHERE c.id = {pk} AND ({tests}))"
         return sql, (*params, *[self.wanted] * len(self.fields))
 
