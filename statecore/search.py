@@ -113,32 +113,31 @@ def answer_matches(text: str, fields: Sequence[str] = FIELDS) -> Q:
 
 
 def _in_order(text: str, fields: Sequence[str]) -> tuple[Q, bool]:
-    """The condition, and whether it is a list of hits (else a test of each row)."""
+    """The condition, and whether it drives the query from the index's hits (else it
+    tests each row)."""
     wanted = needle(text)
     if connection.vendor != "sqlite" or not wanted or len(wanted) < MIN_INDEXED:
         return matches(text, fields), False
-    hits = _sparse_hits(wanted, fields)
-    if hits is None:
+    if _common(wanted):
         return Q(_Holds(wanted, fields)), False
-    return Q(pk__in=hits), True
+    return matches(text, fields), True
 
 
-# Past this many hits, a text is common enough that walking a list in its order and
-# testing each row finds a page sooner than sorting every hit.
-SPARSE = 2_000
+# Past this many hits (2% of a million), a text is common enough that walking a list
+# in its own order and testing each row finds a page sooner than sorting every hit.
+SPARSE = 20_000
 
 
-def _sparse_hits(wanted: str, fields: Sequence[str]) -> list[int] | None:
-    """The ids whose `fields` hold `wanted`, or None when the index holds it more than
-    SPARSE times. Counted in every column, where the hits come first in any order: a
-    column filter would read past every hit of the other columns to find its own."""
+def _common(wanted: str) -> bool:
+    """Whether the index holds `wanted` more than SPARSE times, in any column: the hits
+    of all columns come first in any order, where a filter on some would read past
+    every hit of the others to find its own."""
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT rowid, {_tests(fields, 'c')} FROM {TABLE} c WHERE {TABLE} MATCH %s LIMIT %s",
-            [*[wanted] * len(fields), _fts_query(wanted, FIELDS), SPARSE + 1],
+            f"SELECT count(*) FROM (SELECT rowid FROM {TABLE} WHERE {TABLE} MATCH %s LIMIT %s)",
+            [_fts_query(wanted, FIELDS), SPARSE + 1],
         )
-        rows = cursor.fetchall()
-    return [rowid for rowid, held in rows if held] if len(rows) <= SPARSE else None
+        return cursor.fetchone()[0] > SPARSE
 
 
 def _tests(fields: Sequence[str], table: str, columns: Sequence[str] = FIELDS) -> str:
