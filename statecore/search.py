@@ -116,8 +116,10 @@ def _in_order(text: str, fields: Sequence[str]) -> tuple[Q, bool]:
     """The condition, and whether it drives the query from the index's hits (else it
     tests each row)."""
     wanted = needle(text)
-    if connection.vendor != "sqlite" or not wanted or len(wanted) < MIN_INDEXED:
+    if connection.vendor != "sqlite" or not wanted:
         return matches(text, fields), False
+    if len(wanted) < MIN_INDEXED:
+        return matches(text, fields), True  # the hits of a bounded range
     if _common(wanted):
         return Q(_Holds(wanted, fields)), False
     return matches(text, fields), True
