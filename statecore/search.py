@@ -24,6 +24,7 @@ line of its own:
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 import unicodedata
@@ -116,30 +117,43 @@ def _in_order(text: str, fields: Sequence[str]) -> tuple[Q, bool]:
     """The condition, and whether it drives the query from the index's hits (else it
     tests each row)."""
     wanted = needle(text)
-    if connection.vendor != "sqlite" or not wanted:
-        return matches(text, fields), False
-    if len(wanted) < MIN_INDEXED:
-        return matches(text, fields), True  # the hits of a bounded range
-    if _common(wanted):
-        return Q(_Holds(wanted, fields)), False
-    return matches(text, fields), True
+    if not wanted:
+        return Q(), False
+    if len(wanted) >= MIN_INDEXED and _common(wanted):
+        held = Q(_Holds(wanted, fields)) if connection.vendor == "sqlite" else None
+        return held or _any_field(wanted, fields), False
+    # The hits of the index (or of a bounded range), looked up once as a list: on
+    # PostgreSQL a subquery of its own, or an OR with it would fold every row of the list.
+    if connection.vendor == "sqlite":
+        return matches(text, fields), True
+    return Q(pk__in=Message.objects.filter(matches(text, fields)).values("pk")), True
 
 
 # Past this many hits (2% of a million), a text is common enough that walking a list
 # in its own order and testing each row finds a page sooner than sorting every hit.
 SPARSE = 20_000
+# PostgreSQL re-checks each hit of the trigram index by folding its text again (a few
+# microseconds each): it walks the list sooner.
+SPARSE_POSTGRESQL = 2_000
 
 
 def _common(wanted: str) -> bool:
-    """Whether the index holds `wanted` more than SPARSE times, in any column: the hits
-    of all columns come first in any order, where a filter on some would read past
-    every hit of the others to find its own."""
+    """Whether the index holds `wanted` more than SPARSE times. SQLite counts the hits,
+    in every column: they come first in any order, where a filter on some would read
+    past every hit of the others. PostgreSQL's planner estimates them from the index's
+    statistics (a bitmap of every hit would cost what it should spare)."""
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT count(*) FROM (SELECT rowid FROM {TABLE} WHERE {TABLE} MATCH %s LIMIT %s)",
-            [_fts_query(wanted, FIELDS), SPARSE + 1],
-        )
-        return cursor.fetchone()[0] > SPARSE
+        if connection.vendor == "sqlite":
+            cursor.execute(
+                f"SELECT count(*) FROM (SELECT rowid FROM {TABLE} WHERE {TABLE} MATCH %s LIMIT %s)",
+                [_fts_query(wanted, FIELDS), SPARSE + 1],
+            )
+            return cursor.fetchone()[0] > SPARSE
+        sql, params = Message.objects.filter(matches(wanted)).values("pk").query.sql_with_params()
+        cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)
+        plan = cursor.fetchone()[0]
+        plan = json.loads(plan) if isinstance(plan, str) else plan
+        return plan[0]["Plan"]["Plan Rows"] > SPARSE_POSTGRESQL
 
 
 def _tests(fields: Sequence[str], table: str, columns: Sequence[str] = FIELDS) -> str:
