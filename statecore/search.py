@@ -149,7 +149,8 @@ def _common(wanted: str) -> bool:
                 [_fts_query(wanted, FIELDS), SPARSE + 1],
             )
             return cursor.fetchone()[0] > SPARSE
-        sql, params = Message.objects.filter(matches(wanted)).values("pk").query.sql_with_params()
+        held = Message.objects.filter(Contains(_SearchDoc(), wanted)).values("pk")
+        sql, params = held.query.sql_with_params()
         cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)
         plan = cursor.fetchone()[0]
         plan = json.loads(plan) if isinstance(plan, str) else plan
