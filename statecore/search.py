@@ -33,6 +33,7 @@ from collections.abc import Sequence
 from django.db import connection
 from django.db.models import BooleanField, Exists, F, Func, OuterRef, Q, Subquery, TextField, Value
 from django.db.models.expressions import RawSQL
+from django.db.models.functions import Concat
 from django.db.models.lookups import Contains
 
 from .models import Message
@@ -52,8 +53,11 @@ SHORT_SCAN_CAP = 20_000
 
 # Every character that only adds an accent to the one before it (after NFKD).
 _MARKS = dict.fromkeys(cp for cp in range(sys.maxunicode + 1) if unicodedata.combining(chr(cp)))
-# What a search cannot hold: NUL (refused by PostgreSQL) and lone surrogates (not UTF-8).
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+# Between the columns PostgreSQL's index and probes join (migration 0009).
+_SEPARATOR = "\x1f"
+# What a search does not hold: NUL (refused by PostgreSQL), lone surrogates (not
+# UTF-8), and the separator of the columns (so no search matches across two of them).
+_UNSTORABLE = re.compile("[\x00\x1f\ud800-\udfff]")
 
 
 def fold(text: str | None) -> str | None:
@@ -110,7 +114,22 @@ def answer_matches(text: str, fields: Sequence[str] = FIELDS) -> Q:
     answered = Message.objects.filter(found)
     if hits:
         return Q(reply_to__in=answered.values("message_id"))
-    return Q(Exists(answered.filter(message_id=OuterRef("reply_to"))))
+    if connection.vendor == "sqlite":
+        return Q(Exists(answered.filter(message_id=OuterRef("reply_to"))))
+    # PostgreSQL turns an EXISTS into one hashed pass over every message (folding each);
+    # a scalar subquery stays a probe of the unique id per reply.
+    return Q(Contains(_answered_text(fields), needle(text)))
+
+
+def _answered_text(fields: Sequence[str]) -> Subquery:
+    """PostgreSQL: the folded `fields` of the message a reply answers, joined by a
+    character no search holds."""
+    parts = [_Fold(F(name)) for name in fields]
+    joined = parts[0]
+    for part in parts[1:]:
+        joined = Concat(joined, Value(_SEPARATOR), part, output_field=TextField())
+    original = Message.objects.filter(message_id=OuterRef("reply_to"))
+    return Subquery(original.values(text=joined)[:1], output_field=TextField())
 
 
 def _in_order(text: str, fields: Sequence[str]) -> tuple[Q, bool]:
