@@ -61,9 +61,7 @@ def text_match(text: str) -> Q:
     """Replies whose text or recipient holds `text`, or that answer a message whose
     sender, name or text holds it (a subquery), found from the search index
     (statecore/search.py: case and accents folded)."""
-    return search.matches_in_order(text, REPLY_FIELDS) | search.answer_matches(
-        text, ANSWERED_FIELDS
-    )
+    return search.replies_matching(text, REPLY_FIELDS, ANSWERED_FIELDS)
 
 
 # The header counts every list but incoming: customers' own messages, the largest.

@@ -99,26 +99,39 @@ def matches(text: str, fields: Sequence[str] = FIELDS) -> Q:
     return Q(Contains(_SearchDoc(), wanted)) & _any_field(wanted, fields)
 
 
-def matches_in_order(text: str, fields: Sequence[str] = FIELDS) -> Q:
-    """The same messages, for a list read in an order of its own (the queue's, the
-    history's): on SQLite, a text the index holds at most SPARSE times is looked up
-    from its hits; a commoner one is tested on each row as the list is walked, which
-    stops at the page's end (one more query, to tell which)."""
-    return _in_order(text, fields)[0]
+def replies_matching(text: str, own: Sequence[str], answered: Sequence[str]) -> Q:
+    """Replies whose `own` fields hold `text`, or that answer a message whose `answered`
+    fields hold it, for a list read in an order of its own (the queue's, the history's).
+
+    A text the index holds at most SPARSE times: the replies of its hits, one list the
+    query starts from. A commoner one: each row tested as the list is walked in its
+    order, which stops at the page's end. One more query tells which."""
+    wanted = needle(text)
+    if not wanted:
+        return Q()
+    if len(wanted) >= MIN_INDEXED and _common(wanted):
+        return _held(wanted, own) | _answers_holding(wanted, answered)
+    hits = Message.objects.filter(matches(text, own)).values("pk")
+    originals = Message.objects.filter(matches(text, answered)).values("message_id")
+    answers = Message.objects.filter(reply_to__in=originals).values("pk")
+    return Q(pk__in=hits.union(answers))
 
 
-def answer_matches(text: str, fields: Sequence[str] = FIELDS) -> Q:
-    """Replies to a message one of whose `fields` holds `text`, for a list read in its
-    own order: the replies of the few hits, or a probe of the unique id per reply."""
-    found, hits = _in_order(text, fields)
-    answered = Message.objects.filter(found)
-    if hits:
-        return Q(reply_to__in=answered.values("message_id"))
+def _held(wanted: str, fields: Sequence[str]) -> Q:
+    """Whether this row's `fields` hold `wanted`: tested on the row itself."""
+    return (
+        Q(_Holds(wanted, fields)) if connection.vendor == "sqlite" else _any_field(wanted, fields)
+    )
+
+
+def _answers_holding(wanted: str, fields: Sequence[str]) -> Q:
+    """Whether the message this reply answers holds `wanted`: a probe of its unique id.
+    On PostgreSQL a scalar subquery, as an EXISTS would become one hashed pass over
+    every message, folding each."""
     if connection.vendor == "sqlite":
-        return Q(Exists(answered.filter(message_id=OuterRef("reply_to"))))
-    # PostgreSQL turns an EXISTS into one hashed pass over every message (folding each);
-    # a scalar subquery stays a probe of the unique id per reply.
-    return Q(Contains(_answered_text(fields), needle(text)))
+        original = Message.objects.filter(_Holds(wanted, fields), message_id=OuterRef("reply_to"))
+        return Q(Exists(original))
+    return Q(Contains(_answered_text(fields), wanted))
 
 
 def _answered_text(fields: Sequence[str]) -> Subquery:
@@ -132,28 +145,9 @@ def _answered_text(fields: Sequence[str]) -> Subquery:
     return Subquery(original.values(text=joined)[:1], output_field=TextField())
 
 
-def _in_order(text: str, fields: Sequence[str]) -> tuple[Q, bool]:
-    """The condition, and whether it drives the query from the index's hits (else it
-    tests each row)."""
-    wanted = needle(text)
-    if not wanted:
-        return Q(), False
-    if len(wanted) >= MIN_INDEXED and _common(wanted):
-        held = Q(_Holds(wanted, fields)) if connection.vendor == "sqlite" else None
-        return held or _any_field(wanted, fields), False
-    # The hits of the index (or of a bounded range), looked up once as a list: on
-    # PostgreSQL a subquery of its own, or an OR with it would fold every row of the list.
-    if connection.vendor == "sqlite":
-        return matches(text, fields), True
-    return Q(pk__in=Message.objects.filter(matches(text, fields)).values("pk")), True
-
-
 # Past this many hits (2% of a million), a text is common enough that walking a list
 # in its own order and testing each row finds a page sooner than sorting every hit.
 SPARSE = 20_000
-# PostgreSQL re-checks each hit of the trigram index by folding its text again (a few
-# microseconds each): it walks the list sooner.
-SPARSE_POSTGRESQL = 2_000
 
 
 def _common(wanted: str) -> bool:
@@ -173,7 +167,7 @@ def _common(wanted: str) -> bool:
         cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)
         plan = cursor.fetchone()[0]
         plan = json.loads(plan) if isinstance(plan, str) else plan
-        return plan[0]["Plan"]["Plan Rows"] > SPARSE_POSTGRESQL
+        return plan[0]["Plan"]["Plan Rows"] > SPARSE
 
 
 def _tests(fields: Sequence[str], table: str, columns: Sequence[str] = FIELDS) -> str:

@@ -140,7 +140,6 @@ def test_the_queue_and_the_history_find_replies_by_their_text_or_their_customer(
     text, sparse, monkeypatch
 ):
     monkeypatch.setattr(search, "SPARSE", sparse)
-    monkeypatch.setattr(search, "SPARSE_POSTGRESQL", sparse)
     hand_built()
     now = clock.now()
     drafts = queue.pending_drafts({"q": text}, now=now).values_list("message_id", flat=True)
