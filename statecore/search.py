@@ -249,6 +249,8 @@ def rebuild() -> int:
             )
             cursor.execute(f"SELECT count(*) FROM {TABLE}")
         else:
-            cursor.execute(f"REINDEX INDEX {TABLE}_trgm")
+            cursor.execute("SELECT to_regclass(%s) IS NOT NULL", [f"{TABLE}_trgm"])
+            if cursor.fetchone()[0]:  # none where the server refused pg_trgm
+                cursor.execute(f"REINDEX INDEX {TABLE}_trgm")
             cursor.execute(f"SELECT count(*) FROM {Message._meta.db_table}")
         return cursor.fetchone()[0]
