@@ -9,7 +9,7 @@ import unicodedata
 import pytest
 from django.contrib.auth.models import Permission
 from django.core.management import call_command
-from django.db import connection
+from django.db import connection, transaction
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -255,6 +255,19 @@ def test_an_import_replaces_what_the_index_finds(sample_state):
     assert not before & found("9230")
     assert _indexed() == set(Message.objects.values_list("message_id", flat=True))
     assert _index_size() in (None, Message.objects.count())
+
+
+def test_a_bulk_replacement_with_the_index_deferred_leaves_it_in_step():
+    hand_built()
+    old = make_incoming(body="gone tomorrow 7781")
+    with transaction.atomic(), search.deferred():
+        Message.objects.filter(pk=old.pk).delete()
+        fresh = make_incoming(body="arrived today 7782")
+    assert found("778") == {fresh.message_id}
+    assert found("invoice") == scan("invoice") and _index_size() in (None, Message.objects.count())
+    edited = make_reply(body="written after 7783")  # the triggers are back
+    lifecycle.edit_and_approve(edited.message_id, "rewritten 7784", **WHO)
+    assert found("7783") == set() and found("7784") == {edited.message_id}
 
 
 def test_every_move_keeps_the_reply_found_by_its_text():
