@@ -21,6 +21,7 @@ REVIEW = "statecore.review_message"
 RESOLVE = "statecore.resolve_failed"
 REOPEN = "statecore.reopen_message"
 MANAGE = "statecore.manage_session"
+SET_MODE = "statecore.set_chat_mode"
 EXPORT = "statecore.export_state"
 IMPORT = "statecore.import_state"
 # The whole state's bytes, in and out: staff only, even given the permission.

@@ -19,7 +19,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.dates import MONTHS_3
 
-from statecore import whatsapp, window
+from statecore import chat_modes, whatsapp, window
 from statecore.lifecycle import MAX_REPLY_LENGTH
 from statecore.models import Message, Status
 from statecore.statefile.columns import reply_address
@@ -44,6 +44,12 @@ MEDIA_WORDS = {
 WINDOW_SHORT = timedelta(hours=2)
 
 
+def mode_badge(mode: str) -> str:
+    """What a card or a history entry says of its chat's mode: the mode when it is not
+    the default ("auto", "off"), else ""."""
+    return mode if mode and mode != chat_modes.DEFAULT else ""
+
+
 class Moment(NamedTuple):
     """A time as a card shows it: ISO for `datetime=`, short for people ("Nov 3, 14:05")."""
 
@@ -56,6 +62,63 @@ class Said(NamedTuple):
 
     when: Moment
     body: str
+
+
+class ThreadLine(NamedTuple):
+    """One message of a chat's conversation, as a card or a history entry shows it."""
+
+    when: Moment
+    # Ours: a reply or an answer from the phone; else what the customer wrote.
+    ours: bool
+    who: str
+    # A reply's status in words ("" for the customer's messages), and for its tag.
+    state: str
+    status: str
+    body: str
+    # The reply the card or entry is about.
+    current: bool
+
+
+# What became of one of our replies, as the conversation says it.
+REPLY_STATES = {
+    Status.PENDING_APPROVAL: "draft, waiting",
+    Status.APPROVED: "approved, not sent yet",
+    Status.SENT: "sent",
+    Status.FAILED: "failed",
+}
+FROM_PHONE = "From the phone"
+
+
+def is_from_phone(row: Message) -> bool:
+    """A person's answer from the phone (stored `sent`, marked `from_phone`)."""
+    # The text test first: only the rare row holding the key is parsed.
+    return window.FROM_PHONE_KEY in row.raw and row.data.get("from_phone") is True
+
+
+def thread_lines(messages: list[Message], *, current: int | None = None) -> list[ThreadLine]:
+    """A chat's messages (`Message.objects.thread`) as the conversation shows them."""
+    page = CardPage()
+    return [_thread_line(m, page, current) for m in messages]
+
+
+def _thread_line(m: Message, page: CardPage, current: int | None) -> ThreadLine:
+    ours = not m.sender
+    if not ours:
+        who_ = m.sender_name or phone(m.author or m.sender)
+        state = ""
+    elif is_from_phone(m):
+        who_, state = FROM_PHONE, ""
+    else:
+        who_, state = "Reply", REPLY_STATES.get(m.status, m.get_status_display().lower())
+    return ThreadLine(
+        page.moment(m.timestamp), ours, who_, state, m.status, m.body, m.pk == current
+    )
+
+
+def thread_name(lines: list[ThreadLine], chat: str) -> str:
+    """Who the conversation is with: the customer's last known name, else the number."""
+    names = [line.who for line in lines if not line.ours]
+    return who(names[-1] if names else "", chat)
 
 
 class CardPage:
@@ -122,6 +185,8 @@ class Card:
     closes: datetime | None = None
     # Why the gateway refused this approve just now (a refusal answered on the card).
     refused: str = ""
+    # The chat's mode (chat_modes), set by queue.build_cards for a pending draft.
+    chat_mode: str = ""
 
     def __getitem__(self, name: str):
         # A template looks `card.name` up as `card["name"]` first; answering it spares
@@ -151,6 +216,19 @@ class Card:
     @property
     def card_url(self) -> str:
         return self.page.url("card", self.msg.pk)
+
+    @property
+    def chat_mode_url(self) -> str:
+        return self.page.url("chat-mode", self.msg.pk)
+
+    @property
+    def mode_badge(self) -> str:
+        """The chat's mode when it is not the default ("auto", "off"), else ""."""
+        return mode_badge(self.chat_mode)
+
+    @property
+    def thread_url(self) -> str:
+        return self.page.url("thread", self.msg.pk)
 
     @property
     def pending(self) -> bool:

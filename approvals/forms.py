@@ -12,7 +12,7 @@ from django.core.exceptions import ValidationError
 from statecore import window
 from statecore.ids import db_id
 from statecore.lifecycle import MAX_REPLY_LENGTH
-from statecore.models import HANDLED
+from statecore.models import HANDLED, Mode
 
 # A reason or a note a person types (reject, confirm sent, put back in the queue).
 NOTE_LENGTH = 1000
@@ -164,3 +164,9 @@ class ConfirmSentForm(forms.Form):
 
 class ReopenForm(forms.Form):
     note = forms.CharField(label="Why (optional)", required=False, max_length=NOTE_LENGTH)
+
+
+class ChatModeForm(forms.Form):
+    """A chat's mode, from the card's or the history's menu."""
+
+    mode = forms.ChoiceField(choices=Mode.choices)

@@ -8,10 +8,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.db.models import F, QuerySet
+from django.urls import reverse
 
+from statecore import chat_modes
 from statecore.lifecycle import failure_uncertain
-from statecore.models import AuditEvent, Message, Status
+from statecore.models import HANDLED, AuditEvent, Message, Status
 
+from .cards import mode_badge
 from .present import who
 from .queue import answered_messages, text_match
 
@@ -41,9 +44,10 @@ def handled_replies(filters: dict | None = None) -> QuerySet[Message]:
     """Approved, rejected, sent and failed replies, newest first, narrowed by the filters
     (`reviewer`: anyone who decided, undid, reopened, retried or confirmed it)."""
     filters = filters or {}
-    qs = Message.objects.handled()
-    if filters.get("status"):
-        qs = qs.filter(status=filters["status"])
+    # One list alone is a range of an index by status: not also "any handled status",
+    # which makes PostgreSQL misjudge its size and sort it.
+    status = filters.get("status")
+    qs = Message.objects.filter(status=status) if status in HANDLED else Message.objects.handled()
     if filters.get("reviewer"):
         decided = AuditEvent.objects.filter(
             actor__iexact=filters["reviewer"], action__in=REVIEWER_ACTIONS
@@ -105,6 +109,16 @@ class Entry:
     incoming: Message | None = None
     steps: list[Step] = field(default_factory=list)
     notice: str = ""
+    # The chat's mode (chat_modes).
+    chat_mode: str = ""
+
+    @property
+    def chat_mode_url(self) -> str:
+        return reverse("approvals:history-chat-mode", args=[self.msg.pk])
+
+    @property
+    def mode_badge(self) -> str:
+        return mode_badge(self.chat_mode)
 
     @property
     def decision(self) -> Step | None:
@@ -155,15 +169,31 @@ class Entry:
 
 
 def build_entries(messages: Iterable[Message], *, now: datetime) -> list[Entry]:
-    """Entries with their answered message and trail: two queries in all."""
+    """Entries with their answered message and trail: two queries in all, and one more for
+    the chat modes unless the messages carry them (`chat_modes.annotate_modes`)."""
     messages = list(messages)
     answered = answered_messages(messages)
+    unknown = [m for m in messages if getattr(m, chat_modes.ANNOTATION, None) is None]
+    modes = chat_modes.modes_of(m.chat for m in unknown) if unknown else {}
     steps: dict[str, list[Step]] = defaultdict(list)
     ids = [m.message_id for m in messages]
     if ids:
         for event in AuditEvent.objects.filter(message_id__in=ids).order_by("created_at", "pk"):
             steps[event.message_id].append(Step(event))
     return [
-        Entry(msg=m, now=now, incoming=answered.get(m.reply_to), steps=steps[m.message_id])
+        Entry(
+            msg=m,
+            now=now,
+            incoming=answered.get(m.reply_to),
+            steps=steps[m.message_id],
+            chat_mode=_chat_mode(m, modes),
+        )
         for m in messages
     ]
+
+
+def _chat_mode(msg: Message, modes: dict[str, str]) -> str:
+    """The message's chat mode, "" when it names no chat (nothing to show or set)."""
+    if not msg.chat:
+        return ""
+    return getattr(msg, chat_modes.ANNOTATION, None) or modes[msg.chat]

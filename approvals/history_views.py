@@ -4,21 +4,21 @@ Put back in the queue."""
 from __future__ import annotations
 
 from django.contrib import messages
-from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.functional import SimpleLazyObject
 from django.views.decorators.http import require_safe
 from django_htmx.http import trigger_client_event
 
-from statecore import clock, lifecycle
+from statecore import chat_modes, clock, lifecycle
 from statecore.lifecycle import MoveRefused
-from statecore.models import Message, Source
+from statecore.models import HANDLED, Message, Source
 
 from . import history, queue
-from .access import REOPEN, RESOLVE, actor, may, next_url, signed_in
-from .actions import message_action
+from .access import REOPEN, RESOLVE, REVIEW, SET_MODE, actor, may, next_url, signed_in
+from .actions import Target, message_action
 from .forms import LIMITS, ConfirmSentForm, HistoryFilterForm, ReopenForm
+from .paging import CountedPaginator
 from .queue_views import CHANGED
 
 TEMPLATE = "approvals/history.html"
@@ -26,7 +26,6 @@ TEMPLATE = "approvals/history.html"
 
 def _refused(request: HttpRequest, msg: Message, exc: MoveRefused) -> HttpResponse:
     notice = queue.refusal_notice(exc, now=clock.now())
-    msg.refresh_from_db()
     return _entry_response(request, msg, notice=notice, status=409)
 
 
@@ -36,10 +35,11 @@ def history_page(request: HttpRequest) -> HttpResponse:
     now = clock.now()
     filter_form = HistoryFilterForm(request.GET)
     filters = filter_form.values()
-    replies = history.handled_replies(filters)
+    replies = chat_modes.annotate_modes(history.handled_replies(filters))
     if filter_form.search_refused:
         replies = replies.none()  # the error is shown, not every reply unsearched
-    page = Paginator(replies, queue.PAGE_SIZE).get_page(request.GET.get("page"))
+    pages = CountedPaginator(replies, queue.PAGE_SIZE, count=_known_count(filter_form))
+    page = pages.get_page(request.GET.get("page"))
     context = {
         "filter_form": filter_form,
         "filtered": bool(filters) or filter_form.search_refused,
@@ -50,6 +50,16 @@ def history_page(request: HttpRequest) -> HttpResponse:
     return _render(request, TEMPLATE, context)
 
 
+def _known_count(filter_form: HistoryFilterForm) -> int | None:
+    """Unfiltered or by status alone, the count table has the list's length; other
+    filters are counted by the pager, as far as the page asked."""
+    filters = filter_form.values()
+    if filter_form.search_refused or set(filters) - {"status"}:
+        return None
+    counts = Message.objects.counts_per_status()
+    return counts[filters["status"]] if "status" in filters else sum(counts[s] for s in HANDLED)
+
+
 @signed_in
 @require_safe
 def history_entry(request: HttpRequest, pk: int) -> HttpResponse:
@@ -58,33 +68,33 @@ def history_entry(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @message_action(RESOLVE, refused=_refused)
-def retry(request: HttpRequest, msg: Message) -> HttpResponse:
+def retry(request: HttpRequest, target: Target) -> HttpResponse:
     """failed -> approved: the sender will try again."""
-    msg = lifecycle.retry(msg.message_id, actor=actor(request), source=Source.WEB)
+    msg = lifecycle.retry(target.key, actor=actor(request), source=Source.WEB)
     return _changed(request, msg, "The reply will be sent again.")
 
 
 @message_action(RESOLVE, refused=_refused)
-def confirm_sent(request: HttpRequest, msg: Message) -> HttpResponse:
+def confirm_sent(request: HttpRequest, target: Target) -> HttpResponse:
     """failed -> sent: someone checked the phone and the reply did go out."""
     form = ConfirmSentForm(request.POST)
     if not form.is_valid():
-        return _entry_response(request, msg, form=form, status=422)
+        return _entry_response(request, target.row(), form=form, status=422)
     msg = lifecycle.confirm_sent(
-        msg.message_id, actor=actor(request), source=Source.WEB, note=form.cleaned_data["note"]
+        target.key, actor=actor(request), source=Source.WEB, note=form.cleaned_data["note"]
     )
     return _changed(request, msg, "Marked as sent.")
 
 
 @message_action(REOPEN, refused=_refused)
-def reopen(request: HttpRequest, msg: Message) -> HttpResponse:
+def reopen(request: HttpRequest, target: Target) -> HttpResponse:
     """approved (not yet claimed for sending) | rejected -> pending_approval, however long
     ago it was decided: the deliberate act after the queue's Undo window."""
     form = ReopenForm(request.POST)
     if not form.is_valid():
-        return _entry_response(request, msg, reopen_form=form, status=422)
+        return _entry_response(request, target.row(), reopen_form=form, status=422)
     msg = lifecycle.reopen(
-        msg.message_id, actor=actor(request), source=Source.WEB, note=form.cleaned_data["note"]
+        target.key, actor=actor(request), source=Source.WEB, note=form.cleaned_data["note"]
     )
     return _changed(request, msg, "The reply is back in the queue.")
 
@@ -94,6 +104,8 @@ def _render(request: HttpRequest, template: str, context: dict, status: int = 20
     only if an entry offers it (lazy: a page without failed replies never asks)."""
     context["can_resolve"] = SimpleLazyObject(lambda: may(request.user, RESOLVE))
     context["can_reopen"] = SimpleLazyObject(lambda: may(request.user, REOPEN))
+    context["can_set_mode"] = SimpleLazyObject(lambda: may(request.user, SET_MODE))
+    context["can_review"] = SimpleLazyObject(lambda: may(request.user, REVIEW))
     context["limits"] = LIMITS
     return render(request, template, context, status=status)
 

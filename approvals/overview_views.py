@@ -10,7 +10,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_safe
 
-from statecore import stats, window
+from statecore import learning, stats, window
 from statecore.models import DraftAttempt, Status
 
 from .access import EXPORT, IMPORT, may, signed_in
@@ -113,6 +113,62 @@ def lost_to_window(now: datetime) -> dict | None:
     )
 
 
+# --- Learning from the reviewers' decisions (statecore/learning.py) ---------------------
+
+
+@dataclass(frozen=True)
+class LearningRow:
+    who: str  # "" for everyone's row
+    decided: int
+    drafted: stats.Rate
+    edited: stats.Rate
+    rejected: stats.Rate
+    median_edit: str
+    unmeasured: int  # edits saved before their size was kept
+    reasons: list[tuple[str, int]]
+
+
+def _characters(value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    shown = f"{value:.1f}".removesuffix(".0")
+    return f"{shown} character{'' if value == 1 else 's'}"
+
+
+def _learning_row(who: str, tally: learning.Tally) -> LearningRow:
+    decided = tally.decided
+    return LearningRow(
+        who=who,
+        decided=decided,
+        drafted=stats.Rate(tally.drafted, decided),
+        edited=stats.Rate(tally.edited, decided),
+        rejected=stats.Rate(tally.rejected, decided),
+        median_edit=_characters(tally.median_edit),
+        unmeasured=tally.edited - len(tally.sizes),
+        reasons=tally.top_reasons,
+    )
+
+
+def learning_section(found: learning.Learning) -> dict:
+    """The tables of the overview's learning section: everyone, then each reviewer."""
+    return {
+        "periods": [
+            {
+                "days": period.days,
+                "rows": [
+                    _learning_row("", period.everyone),
+                    *(_learning_row(name, tally) for name, tally in period.reviewers),
+                ],
+            }
+            for period in found.periods
+        ],
+        "suggestions": found.suggestions,
+        "threshold": found.threshold,
+        "capped": found.capped,
+        "max_decisions": learning.MAX_DECISIONS,
+    }
+
+
 @signed_in
 @require_safe
 def overview(request: HttpRequest) -> HttpResponse:
@@ -149,5 +205,6 @@ def overview(request: HttpRequest) -> HttpResponse:
         # The banner's verdict, already worked out above: the context processor's own
         # would read the state's row a second time.
         "session_banner": figures.session,
+        "learning": learning_section(learning.summary(figures.now)),
     }
     return render(request, "approvals/overview.html", context)

@@ -18,19 +18,21 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST, require_safe
 from django_htmx.http import trigger_client_event
 
-from statecore import clock, lifecycle
+from statecore import chat_modes, clock, lifecycle
 from statecore.lifecycle import MoveRefused
-from statecore.models import Message, Source, Status
+from statecore.models import THREAD_SIZE, Message, Source, Status
 
 from . import queue
-from .access import REVIEW, actor, may, next_url, require_perm, signed_in, with_param
-from .actions import message_action
-from .cards import DECIDED, Card
+from .access import REVIEW, SET_MODE, actor, may, next_url, require_perm, signed_in, with_param
+from .actions import Target, message_action
+from .cards import DECIDED, Card, thread_lines, thread_name
 from .forms import LIMITS, ApproveForm, BulkForm, EditForm, QueueFilterForm, RejectForm, db_id
 from .paging import CountedPaginator
 from .queue import GATEWAY_REFUSALS
 
 TEMPLATE = "approvals/queue.html"
+# A chat's conversation: loaded into a card, a history entry, or alone.
+THREAD_TEMPLATE = "approvals/_thread.html"
 # The event the page's counters (and its poll) listen for after a change: sent once the
 # card is swapped, so the poll that follows no longer counts it as shown.
 CHANGED = "queue-changed"
@@ -62,9 +64,8 @@ def queue_page(request: HttpRequest) -> HttpResponse:
     filter_form = QueueFilterForm(request.GET)
     filters = filter_form.values()
     counts = queue.status_counts(now=now)
-    pages = CountedPaginator(
-        _drafts(filter_form, now), queue.PAGE_SIZE, count=_pending_count(filter_form, counts)
-    )
+    drafts = chat_modes.annotate_modes(_drafts(filter_form, now))
+    pages = CountedPaginator(drafts, queue.PAGE_SIZE, count=_pending_count(filter_form, counts))
     page = pages.get_page(request.GET.get("page"))
     params = request.GET.copy()
     params.pop("done", None)
@@ -135,7 +136,7 @@ def queue_poll(request: HttpRequest) -> HttpResponse:
     new_pks = [m.pk for m in on_page if m.pk not in shown]
     new_cards = []
     if new_pks:
-        fresh = {m.pk: m for m in Message.objects.filter(pk__in=new_pks)}
+        fresh = {m.pk: m for m in chat_modes.annotate_modes(Message.objects.filter(pk__in=new_pks))}
         in_order = [fresh[pk] for pk in new_pks if pk in fresh]
         new_cards = queue.build_cards(in_order, now=now, with_newer=False, viewer=actor(request))
         for card in new_cards:
@@ -159,65 +160,88 @@ def card(request: HttpRequest, pk: int) -> HttpResponse:
     return _card_response(request, get_object_or_404(Message, pk=pk))
 
 
+@signed_in
+@require_safe
+def thread(request: HttpRequest, pk: int) -> HttpResponse:
+    """The chat's last messages in both directions, for a card (key `c`) or a history
+    entry: the fragment for htmx, a page of its own without JavaScript."""
+    require_perm(request, REVIEW)
+    msg = get_object_or_404(Message, pk=pk)
+    lines = thread_lines(Message.objects.thread(msg.chat), current=msg.pk)
+    context = {
+        "lines": lines,
+        "name": thread_name(lines, msg.chat),
+        "full": len(lines) >= THREAD_SIZE,
+    }
+    if request.htmx:
+        return render(request, THREAD_TEMPLATE, context)
+    return render(request, "approvals/thread.html", context | {"next": next_url(request)})
+
+
 @message_action(REVIEW, refused=_refused)
-def approve(request: HttpRequest, msg: Message) -> HttpResponse:
+def approve(request: HttpRequest, target: Target) -> HttpResponse:
     form = ApproveForm(request.POST)
-    confirmed = form.is_valid() and form.cleaned_data["confirm_stale"]
-    ask = msg.status == Status.PENDING_APPROVAL and not confirmed
-    # One query for what the card shows, whether the customer wrote again and whether
-    # someone answered from the phone.
-    related = queue.related_messages([msg], newer=ask)
-    if ask and (related.newer or related.phone):
-        # The chat moved on after this draft: ask before sending it.
-        return _card_response(request, msg, mode="confirm", related=related)
-    msg = lifecycle.approve(msg.message_id, actor=actor(request), source=Source.WEB)
+    related = None
+    if not (form.is_valid() and form.cleaned_data["confirm_stale"]):
+        # Whether the chat moved on after this draft needs the draft before the move.
+        msg = target.row()
+        ask = msg.status == Status.PENDING_APPROVAL
+        # One query for what the card shows, whether the customer wrote again and
+        # whether someone answered from the phone.
+        related = queue.related_messages([msg], newer=ask)
+        if ask and (related.newer or related.phone):
+            # The chat moved on after this draft: ask before sending it.
+            return _card_response(request, msg, mode="confirm", related=related)
+    msg = lifecycle.approve(target.key, actor=actor(request), source=Source.WEB)
     # The message it answers did not move: the card is drawn without asking again.
     return _changed(request, msg, "Approved the reply to {name}.", related=related)
 
 
 @message_action(REVIEW, refused=_refused, methods=("GET", "POST"))
-def edit(request: HttpRequest, msg: Message) -> HttpResponse:
+def edit(request: HttpRequest, target: Target) -> HttpResponse:
     """GET: the card with the draft in a text box; POST: save the text and approve it."""
     if request.method == "GET":
+        msg = target.row()
         if msg.status != Status.PENDING_APPROVAL:
             return _gone(request, msg)
         return _card_response(request, msg, mode="edit", form=EditForm(initial={"text": msg.body}))
     form = EditForm(request.POST)
     if not form.is_valid():
-        return _card_response(request, msg, mode="edit", form=form, status=422)
+        return _card_response(request, target.row(), mode="edit", form=form, status=422)
     try:
         msg = lifecycle.edit_and_approve(
-            msg.message_id, form.cleaned_data["text"], actor=actor(request), source=Source.WEB
+            target.key, form.cleaned_data["text"], actor=actor(request), source=Source.WEB
         )
     except MoveRefused as exc:
         if exc.code not in GATEWAY_REFUSALS:
             raise
         # The editor stays open: the reviewer's text is kept.
         form.add_error("text", f"Not approved: {exc.reason}.")
-        return _card_response(request, msg, mode="edit", form=form, status=409)
+        return _card_response(request, target.row(), mode="edit", form=form, status=409)
     return _changed(request, msg, "Approved your edited reply to {name}.")
 
 
 @message_action(REVIEW, refused=_refused, methods=("GET", "POST"))
-def reject(request: HttpRequest, msg: Message) -> HttpResponse:
+def reject(request: HttpRequest, target: Target) -> HttpResponse:
     """GET: the card asking for an optional reason; POST: reject."""
     if request.method == "GET":
+        msg = target.row()
         if msg.status != Status.PENDING_APPROVAL:
             return _gone(request, msg)
         return _card_response(request, msg, mode="reject", form=RejectForm())
     form = RejectForm(request.POST)
     if not form.is_valid():
-        return _card_response(request, msg, mode="reject", form=form, status=422)
+        return _card_response(request, target.row(), mode="reject", form=form, status=422)
     msg = lifecycle.reject(
-        msg.message_id, actor=actor(request), source=Source.WEB, reason=form.cleaned_data["reason"]
+        target.key, actor=actor(request), source=Source.WEB, reason=form.cleaned_data["reason"]
     )
     return _changed(request, msg, "Rejected the reply to {name}.")
 
 
 @message_action(REVIEW, refused=_refused)
-def undo(request: HttpRequest, msg: Message) -> HttpResponse:
+def undo(request: HttpRequest, target: Target) -> HttpResponse:
     """Back to the queue, while the sender has not claimed the reply."""
-    msg = lifecycle.undo(msg.message_id, actor=actor(request), source=Source.WEB)
+    msg = lifecycle.undo(target.key, actor=actor(request), source=Source.WEB)
     return _changed(request, msg, "The reply to {name} is back in the queue.", done=False)
 
 
@@ -327,6 +351,7 @@ def _render(request: HttpRequest, template: str, context: dict, status: int = 20
     context = _FLAGS | {"limits": LIMITS} | context
     context["can_review"] = may(request.user, REVIEW)
     context["can_select"] = context["can_review"] and not context["single"]
+    context["can_set_mode"] = may(request.user, SET_MODE)
     return render(request, template, context, status=status)
 
 

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from django import forms
 
-# A state of 100,000 messages is about 40 MB; far beyond that is a wrong file.
-MAX_UPLOAD_BYTES = 256 * 1024 * 1024
+# The confirmation imports the file within one request, which must end well inside the
+# web worker's timeout (gunicorn's 30 s): 32 MiB is about 90,000 messages, imported in
+# about 15 s on a small server. A larger state is imported with `manage.py import_state`,
+# which has no such limit (README, "Importing and exporting").
+MAX_UPLOAD_BYTES = 32 * 1024 * 1024
 TOKEN_PATTERN = r"^[A-Za-z0-9_-]{43}$"  # secrets.token_urlsafe(32)
 
 DUPLICATE_CHOICES = [
@@ -18,7 +21,11 @@ DUPLICATE_CHOICES = [
 class UploadForm(forms.Form):
     file = forms.FileField(
         label="State file",
-        help_text="A whatsapp_state.json, as the scripts write it or as downloaded here.",
+        help_text=(
+            f"A whatsapp_state.json, as the scripts write it or as downloaded here; at most "
+            f"{MAX_UPLOAD_BYTES // (1024 * 1024)} MB (a larger one is imported with "
+            f"manage.py import_state)."
+        ),
         widget=forms.ClearableFileInput(attrs={"accept": ".json,application/json"}),
     )
     on_duplicate = forms.ChoiceField(
@@ -32,7 +39,8 @@ class UploadForm(forms.Form):
         upload = self.cleaned_data["file"]
         if upload.size > MAX_UPLOAD_BYTES:
             raise forms.ValidationError(
-                f"The file is {upload.size:,} bytes; the most accepted is {MAX_UPLOAD_BYTES:,}."
+                f"The file is {upload.size:,} bytes; the most accepted is {MAX_UPLOAD_BYTES:,}. "
+                "Import a larger one with manage.py import_state."
             )
         return upload
 

@@ -18,13 +18,14 @@ import time
 from pathlib import Path
 
 from django.contrib import messages
+from django.core.files.uploadedfile import UploadedFile
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from statecore import auditlog, statefile
 from statecore.models import Source, Status
-from statecore.statefile.parse import StateFileError, find_duplicate_ids, parse_state
+from statecore.statefile.parse import CheckedFile, StateFileError, check_file, duplicate_faults
 
 from .access import EXPORT, IMPORT, actor, require_perm, signed_in
 from .statefile_forms import TOKEN_PATTERN, ConfirmForm, UploadForm
@@ -58,18 +59,20 @@ def upload(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         upload = form.cleaned_data["file"]
         rule = form.cleaned_data["on_duplicate"]
-        data = upload.read()
-        state, errors = _check(data, rule)
-        if state is not None:
+        token, sha256 = _keep(upload)
+        checked, errors = _check(_path(token), rule)
+        if checked is None:
+            _path(token).unlink(missing_ok=True)
+        else:
             _discard(request)
             request.session[SESSION_KEY] = {
-                "token": _keep(data),
-                "sha256": hashlib.sha256(data).hexdigest(),
+                "token": token,
+                "sha256": sha256,
                 "name": Path(upload.name).name[:200],
-                "size": len(data),
+                "size": upload.size,
                 "on_duplicate": rule,
-                "duplicates": len(find_duplicate_ids(state)),
-                "after": statefile.state_counts(state),
+                "duplicates": len(checked.duplicates),
+                "after": checked.counts,
             }
             return redirect("approvals:state-upload-confirm")
     context = {
@@ -127,8 +130,8 @@ def _import(request: HttpRequest, pending: dict, before: dict) -> HttpResponse:
             request, "The state changed since this page was shown: check the counts again."
         )
         return redirect("approvals:state-upload-confirm")
-    data = _read(pending)
-    if data is None:
+    path = _verified(pending)
+    if path is None:
         _discard(request)
         messages.error(request, "The uploaded file is gone; upload it again. Nothing changed.")
         return redirect("approvals:state-upload")
@@ -139,8 +142,8 @@ def _import(request: HttpRequest, pending: dict, before: dict) -> HttpResponse:
             request, f"Could not save a backup of the current state ({exc}); nothing changed."
         )
         return redirect("approvals:state-upload-confirm")
-    summary = statefile.import_bytes(
-        data,
+    summary = statefile.import_path(
+        path,
         actor=actor(request),
         source=Source.WEB,
         on_duplicate=pending["on_duplicate"],
@@ -154,22 +157,16 @@ def _import(request: HttpRequest, pending: dict, before: dict) -> HttpResponse:
     return redirect("approvals:overview")
 
 
-def _check(data: bytes, rule: str) -> tuple[dict | None, list[tuple[str, str]]]:
-    """The parsed state, or the faults with their places (as import_state names them)."""
+def _check(path: Path, rule: str) -> tuple[CheckedFile | None, list[tuple[str, str]]]:
+    """What the check learnt, or the faults with their places (as import_state names them)."""
     try:
-        state = parse_state(data)
+        checked = check_file(lambda: path.open("rb"))
     except StateFileError as exc:
         return None, exc.errors
-    duplicates = find_duplicate_ids(state)
-    if duplicates and rule == "refuse":
-        return None, [
-            (
-                f"messages ({', '.join(places)})",
-                f"the id {mid!r} appears more than once: choose which copy to keep, or fix the file",
-            )
-            for mid, places in duplicates.items()
-        ]
-    return state, []
+    if checked.duplicates and rule == "refuse":
+        advice = ": choose which copy to keep, or fix the file"
+        return None, duplicate_faults(checked, advice)
+    return checked, []
 
 
 # --- The waiting upload: a private file named by the token in the session ---------
@@ -181,23 +178,31 @@ def _path(token: str) -> Path:
     return UPLOAD_DIR / f"{token}.json"
 
 
-def _keep(data: bytes) -> str:
+def _keep(upload: UploadedFile) -> tuple[str, str]:
+    """Copy the upload to a private file, in chunks: its token and its SHA-256."""
     UPLOAD_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
     _sweep()
     token = secrets.token_urlsafe(32)
+    digest = hashlib.sha256()
     handle = os.open(_path(token), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(handle, "wb") as file:
-        file.write(data)
-    return token
+        for chunk in upload.chunks():
+            digest.update(chunk)
+            file.write(chunk)
+    return token, digest.hexdigest()
 
 
-def _read(pending: dict) -> bytes | None:
-    """The bytes the user confirmed: the same file, unchanged (checked by its hash)."""
+def _verified(pending: dict) -> Path | None:
+    """The file the user confirmed, unchanged (checked by its hash), or None."""
     try:
-        data = _path(pending["token"]).read_bytes()
+        path = _path(pending["token"])
+        digest = hashlib.sha256()
+        with path.open("rb") as file:
+            while chunk := file.read(1 << 20):
+                digest.update(chunk)
     except (OSError, ValueError, KeyError):
         return None
-    return data if hashlib.sha256(data).hexdigest() == pending.get("sha256") else None
+    return path if digest.hexdigest() == pending.get("sha256") else None
 
 
 def _discard(request: HttpRequest) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from urllib.parse import urlencode
 
+from django import forms
 from django.contrib import admin, messages
 from django.db import transaction
 from django.http import HttpRequest, HttpResponseRedirect
@@ -21,11 +22,12 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator, smart_split, unescape_string_literal
 
-from . import clock, lifecycle, rootstate, search, session, settings_store, whatsapp
+from . import chat_modes, clock, lifecycle, rootstate, search, session, settings_store, whatsapp
 from .admin_forms import MessageExtraForm, SettingsForm, pretty
 from .lifecycle import Conflict
 from .models import (
     AuditEvent,
+    ChatMode,
     GatewayEvent,
     GatewayState,
     Heartbeat,
@@ -35,6 +37,7 @@ from .models import (
     StateRoot,
 )
 from .models import LogEntry as MessageLogEntry
+from .paging import CountedPaginator
 
 admin.site.site_header = "WhatsApp approvals: administration"
 admin.site.site_title = "WhatsApp approvals admin"
@@ -42,6 +45,7 @@ admin.site.index_title = "Fix the state by hand"
 admin.site.site_url = "/"
 
 SKIPPED_SHOWN = 20
+SET_CHAT_MODE = "statecore.set_chat_mode"
 HISTORY_SHOWN = 20
 
 
@@ -65,6 +69,38 @@ def _search_words(term: str) -> list[str]:
 
 def _message_url(pk: int) -> str:
     return reverse("admin:statecore_message_change", args=[pk])
+
+
+class _CountsToACap:
+    """A list of a million rows counts only as far as its page (statecore.paging): "10,000+"
+    rather than a COUNT(*) per view, and no second count of the unfiltered table."""
+
+    show_full_result_count = False
+
+    def get_paginator(
+        self, request, queryset, per_page, orphans=0, allow_empty_first_page=True
+    ) -> CountedPaginator:
+        pages = CountedPaginator(
+            queryset,
+            per_page,
+            count=self.known_count(queryset),
+            orphans=orphans,
+            allow_empty_first_page=allow_empty_first_page,
+        )
+        pages.ask(request.GET.get("p", 1))
+        return pages
+
+    def known_count(self, queryset) -> int | None:
+        """The list's length when known without counting its rows (None: count them)."""
+        return None
+
+
+class _CountsMessages(_CountsToACap):
+    def known_count(self, queryset) -> int | None:
+        """Unfiltered, the count table has the total: exact, without a COUNT(*)."""
+        if queryset.query.has_filters():
+            return None
+        return sum(Message.objects.counts_per_status().values())
 
 
 class _SavesThroughCore:
@@ -126,9 +162,9 @@ class ChatFilter(admin.SimpleListFilter):
 
 
 @admin.register(Message)
-class MessageAdmin(_SavesThroughCore, admin.ModelAdmin):
+class MessageAdmin(_CountsMessages, _SavesThroughCore, admin.ModelAdmin):
     form = MessageExtraForm
-    list_display = ["message_id", "status", "who", "preview", "timestamp", "status_updated_at"]
+    list_display = ["short_id", "status", "who", "preview", "timestamp", "status_updated_at"]
     list_filter = [
         "status",
         KindFilter,
@@ -221,6 +257,13 @@ class MessageAdmin(_SavesThroughCore, admin.ModelAdmin):
         )
 
     # Columns and read-only fields ---------------------------------------------
+    @admin.display(description="id", ordering="message_id")
+    def short_id(self, obj: Message):
+        # Cut to one line by admin.css (ids run to 60 characters); the whole id on hover.
+        return format_html(
+            '<span class="message-id" title="{}">{}</span>', obj.message_id, obj.message_id
+        )
+
     @admin.display(description="from / to")
     def who(self, obj: Message) -> str:
         if obj.reply_to:
@@ -439,10 +482,81 @@ class StateRootAdmin(_SavesThroughCore, admin.ModelAdmin):
         return _json_block(rootstate.part(obj, "metadata"))
 
 
+# --- Chat modes --------------------------------------------------------------------
+
+
+class ChatModeForm(forms.ModelForm):
+    class Meta:
+        model = ChatMode
+        fields = ["chat", "mode"]
+        help_texts = {
+            "chat": "The chat's number with its country code (a group's id); "
+            "a leading + and spaces are fine.",
+            "mode": "review: a person decides (unless human_in_the_loop is off); auto: "
+            "approved at once; off: the assistant is not asked, drafts are rejected at once.",
+        }
+
+    def clean_chat(self) -> str:
+        try:
+            return chat_modes.clean_chat(self.cleaned_data["chat"])
+        except ValueError as exc:
+            raise forms.ValidationError(str(exc).removeprefix("chat: ")) from None
+
+
+@admin.register(ChatMode)
+class ChatModeAdmin(admin.ModelAdmin):
+    """Every chat a mode was set for. Saved by `chat_modes.set_mode` (audited, source
+    "admin"); a row is never deleted: back to `review` is a change like any other."""
+
+    form = ChatModeForm
+    list_display = ["chat", "mode", "updated_at", "updated_by"]
+    list_filter = ["mode"]
+    search_fields = ["chat"]
+    search_help_text = "A chat's number, or a part of it."
+    show_full_result_count = False
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["chat", "updated_at", "updated_by"] if obj else []
+
+    def get_fields(self, request, obj=None):
+        return ["chat", "mode", "updated_at", "updated_by"] if obj else ["chat", "mode"]
+
+    # The one permission of the concept: whoever may set a mode on the pages may here.
+    def has_add_permission(self, request) -> bool:
+        return request.user.has_perm(SET_CHAT_MODE)
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return request.user.has_perm(SET_CHAT_MODE)
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        return request.user.has_perm(SET_CHAT_MODE) or super().has_view_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def save_model(self, request, obj, form, change) -> None:
+        chat_modes.set_mode(obj.chat, obj.mode, actor=_actor(request), source=Source.ADMIN)
+        # An added chat left in `review` writes nothing: there is no row to show.
+        stored = ChatMode.objects.filter(chat=obj.chat).first()
+        if stored is not None:
+            obj.pk, obj.updated_at, obj.updated_by = stored.pk, stored.updated_at, stored.updated_by
+
+    def response_add(self, request, obj, post_url_continue=None):
+        if obj.pk is None:
+            self.message_user(
+                request, f"The chat {obj.chat} is in review already: nothing saved.", messages.INFO
+            )
+            return HttpResponseRedirect(reverse("admin:statecore_chatmode_changelist"))
+        return super().response_add(request, obj, post_url_continue)
+
+    def log_addition(self, request, obj, message):
+        return None if obj.pk is None else super().log_addition(request, obj, message)
+
+
 # --- Records: read-only for everyone, superusers included ------------------------
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(_CountsToACap, admin.ModelAdmin):
     def has_add_permission(self, request, obj=None) -> bool:
         return False
 

@@ -14,10 +14,11 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.core.mail import mail_admins
 from django.db import IntegrityError, transaction
-from django.db.models import Min, Q
+from django.db.models import Count, Min, Q
 
 from . import clock, session
 from .models import Incident, Message, Status
+from .session import SessionReport
 
 log = logging.getLogger(__name__)
 
@@ -25,18 +26,30 @@ SESSION_INVALID = "session_invalid"
 SEND_DELAY = "send_delay"
 # The gateway refused our address, key or instance: sending is paused for everyone.
 GATEWAY_CONFIG = "gateway_config"
+# Drafts waited longer than ALERT_OVERDUE_MINUTES for a reviewer: nobody is watching the queue.
+DRAFTS_OVERDUE = "drafts_overdue"
 SUBJECTS = {
     SESSION_INVALID: "WhatsApp session not valid",
     SEND_DELAY: "Replies are not going out",
     GATEWAY_CONFIG: "The gateway refuses the dashboard's settings",
+    DRAFTS_OVERDUE: "Drafts are waiting for a reviewer",
 }
 
 
-def check_incidents(*, now: datetime | None = None) -> list[Incident]:
-    """Open or resolve each kind of incident as things are now; returns those opened."""
+def check_incidents(
+    *, now: datetime | None = None, session_report: SessionReport | None = None
+) -> list[Incident]:
+    """Open or resolve each kind of incident as things are now; returns those opened.
+    `session_report`: the session's verdict when the caller has just judged it."""
     now = now or clock.now()
     opened = []
-    for kind, problem in ((SESSION_INVALID, _session_problem()), (SEND_DELAY, _delay_problem(now))):
+    session_problem = _session_problem(session_report or session.check(session.current()))
+    checks = (
+        (SESSION_INVALID, session_problem),
+        (SEND_DELAY, _delay_problem(now)),
+        (DRAFTS_OVERDUE, _overdue_problem(now)),
+    )
+    for kind, problem in checks:
         if problem:
             incident = _open(kind, problem, now)
             if incident is not None:
@@ -62,8 +75,7 @@ def open_incidents() -> list[Incident]:
     return list(Incident.objects.filter(resolved_at__isnull=True).order_by("opened_at"))
 
 
-def _session_problem() -> str:
-    report = session.check(session.current())
+def _session_problem(report: SessionReport) -> str:
     return "" if report.valid else report.verdict
 
 
@@ -83,6 +95,22 @@ def _delay_problem(now: datetime) -> str:
     return (
         f"{count} approved repl{'y has' if count == 1 else 'ies have'} waited more than "
         f"{minutes} minutes to be sent{since}. Is the sender running, and the session valid?"
+    )
+
+
+def _overdue_problem(now: datetime) -> str:
+    # Overdue as the queue counts it (drafted before the cutoff; an undated draft has no
+    # age), one query for how many and since when.
+    minutes = settings.ALERT_OVERDUE_MINUTES
+    late = Message.objects.pending().filter(timestamp__lt=now - timedelta(minutes=minutes))
+    found = late.aggregate(count=Count("pk"), oldest=Min("timestamp"))
+    count = found["count"]
+    if not count:
+        return ""
+    return (
+        f"{count} draft{' has' if count == 1 else 's have'} waited more than {minutes} minutes "
+        f"for a reviewer, the oldest drafted at {clock.local_iso(found['oldest'])}. "
+        "Is anyone watching the queue?"
     )
 
 

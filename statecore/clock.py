@@ -18,6 +18,19 @@ def local_iso(moment: datetime | None = None) -> str:
     return timezone.localtime(moment).replace(tzinfo=None).isoformat()
 
 
+def parse_local_moment(text: str) -> datetime | None:
+    """A day (its start) or a moment a person typed (YYYY-MM-DD, YYYY-MM-DDTHH:MM...),
+    naive in the local zone (TIME_ZONE); None when it is not one the database can hold."""
+    try:
+        moment = datetime.fromisoformat(text.strip())
+        if timezone.is_naive(moment):
+            moment = timezone.make_aware(moment)
+        moment.astimezone(UTC)  # near year 1 or 9999 the database cannot hold it
+    except (ValueError, OverflowError):
+        return None
+    return moment
+
+
 def parse_timestamp(value: object, tz: tzinfo | None = None) -> datetime | None:
     """An aware datetime from a stored timestamp (naive local ISO text or epoch
     seconds), or None when it is missing or not a time we can read. The stored

@@ -18,7 +18,10 @@ stored (the object the old watcher logged: `id`, `from`, `fromName`, `body`,
   1, 5 and 30 minutes, then recorded as "drafting failed" (counted on the
   overview) and never asked again.
 
-Who is asked: never for a group unless `watcher_config.process_group_messages`;
+Who is asked: never for a chat that is off (`chat_modes`: each of its messages is
+recorded once as no_reply "the chat is off", with an audit row by "chat off", so turning
+the chat back on does not draft what came meanwhile); never for a group unless
+`watcher_config.process_group_messages`;
 nobody at all when `auto_reply_enabled` is false; never for a message with no
 text (recorded once as no_reply, "no text to answer"); never for a contact's
 Status update (`status@broadcast`: the old assistant answered those, to a
@@ -46,12 +49,12 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.db import connections
+from django.db import connections, transaction
 from django.db.models import Exists, OuterRef, QuerySet
 from django.utils.module_loading import import_string
 
-from . import clock, lifecycle, rootstate
-from .models import DraftAttempt, Message, Source, Status
+from . import chat_modes, clock, lifecycle, rootstate
+from .models import AuditEvent, DraftAttempt, Message, Source, Status
 from .statefile.columns import chat_of
 
 log = logging.getLogger(__name__)
@@ -63,6 +66,10 @@ RETRY_DELAYS = (timedelta(minutes=1), timedelta(minutes=5), timedelta(minutes=30
 NO_TEXT = "no text to answer"
 STATUS_BROADCAST = "status@broadcast"
 DEFAULT_MAX_CALLS = 10
+# The audit action of a message the assistant was not asked about (its chat is off), and
+# how many of them one round records at most.
+NOT_DRAFTED = "not_drafted"
+OFF_BATCH = 500
 
 Outcome = DraftAttempt.Outcome
 Assistant = Callable[[dict], object]
@@ -102,7 +109,12 @@ def undrafted() -> QuerySet[Message]:
 
 
 def due(now: datetime, *, groups: bool) -> QuerySet[Message]:
-    """What the assistant is asked about now: undrafted, recent, retry time come, oldest first."""
+    """What the assistant is asked about now: undrafted, recent, retry time come, not in
+    a chat that is off, oldest first."""
+    return _candidates(now, groups=groups).exclude(chat__in=chat_modes.chats_off())
+
+
+def _candidates(now: datetime, *, groups: bool) -> QuerySet[Message]:
     waiting = DraftAttempt.objects.filter(
         message_id=OuterRef("message_id"), outcome=Outcome.RETRYING, next_try_at__gt=now
     )
@@ -118,6 +130,48 @@ def due(now: datetime, *, groups: bool) -> QuerySet[Message]:
     return candidates.order_by("timestamp", "position", "pk")
 
 
+def settle_chats_off(now: datetime, *, groups: bool, limit: int) -> int:
+    """Record the messages the assistant would be asked about now, in chats that are off,
+    as "no reply wanted" (never asked, then or later: turning the chat back on does not
+    draft what came while it was off), each with an audit row by "chat off". At most
+    `limit` a round; returns how many."""
+    skipped = list(
+        _candidates(now, groups=groups)
+        .filter(chat__in=chat_modes.chats_off())
+        .values_list("message_id", flat=True)[:limit]
+    )
+    if not skipped:
+        return 0
+    with transaction.atomic():
+        DraftAttempt.objects.bulk_create(
+            [
+                DraftAttempt(
+                    message_id=message_id,
+                    outcome=Outcome.NO_REPLY,
+                    error=lifecycle.CHAT_OFF_NOTE,
+                    updated_at=now,
+                )
+                for message_id in skipped
+            ],
+            # A retrying one has its row already: it becomes no_reply.
+            update_conflicts=True,
+            unique_fields=["message_id"],
+            update_fields=["outcome", "error", "next_try_at", "updated_at"],
+        )
+        AuditEvent.objects.bulk_create(
+            AuditEvent(
+                message_id=message_id,
+                action=NOT_DRAFTED,
+                actor=lifecycle.CHAT_OFF_ACTOR,
+                source=Source.WORKER,
+                note=f"{lifecycle.CHAT_OFF_NOTE}: the assistant was not asked",
+                created_at=now,
+            )
+            for message_id in skipped
+        )
+    return len(skipped)
+
+
 def max_calls(config: dict) -> int:
     value = config.get("max_messages_per_poll")
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -131,16 +185,19 @@ class DraftSummary:
     no_reply: int = 0
     retrying: int = 0
     failed: int = 0
+    # Messages of chats that are off, recorded as not drafted without asking.
+    chat_off: int = 0
     # Why nothing was asked this round ("" when the assistant was asked, or nothing was due).
     off: str = ""
 
     def __str__(self) -> str:
         if self.off:
             return f"drafting off: {self.off}"
-        return (
+        text = (
             f"{self.drafted} drafted, {self.no_reply} no reply wanted, "
             f"{self.retrying} to retry, {self.failed} drafting failed"
         )
+        return f"{text}, {self.chat_off} in chats that are off" if self.chat_off else text
 
 
 class Drafter:
@@ -177,6 +234,7 @@ class Drafter:
             return summary
         now = clock.now()
         groups = config.get("process_group_messages") is True
+        summary.chat_off = settle_chats_off(now, groups=groups, limit=OFF_BATCH)
         messages = list(due(now, groups=groups)[:limit])
         attempts = DraftAttempt.objects.in_bulk(
             [msg.message_id for msg in messages], field_name="message_id"

@@ -12,17 +12,21 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Q
+from django.db.models.fields.json import KT
+from django.db.models.functions import Lower
 from django.utils import timezone
 
-from . import clock, rootstate
-from .models import AuditEvent, Message, Status
+from . import chat_modes, clock, rootstate
+from .editdistance import edit_distance
+from .models import AuditEvent, Message, Mode, Status
 from .statefile.columns import dumps_compact, message_columns
 from .statefile.rules import MESSAGE_RULES, validate_message
 
@@ -48,12 +52,20 @@ ALLOWED_MOVES: dict[tuple[str, str], str] = {
 REOPEN = "reopen"
 UNDO = "undo"
 EDIT_EXTRA_KEYS = "admin_edit"
+# The note of an approval with an edited text (edit_and_approve).
+EDITED = "edited"
 MAX_REPLY_LENGTH = 65_536
 NOT_CLAIMED = Q(claimed_at__isnull=True)
 CLAIMED_REASON = "it has been claimed for sending"
 LEASED_REASON = "the sender holds it (its lease has not run out); try again later"
-# Who approves a draft when human_in_the_loop is off; its decisions are nobody's wait.
+# Who approves a draft when human_in_the_loop is off, or its chat is on auto; its
+# decisions are nobody's wait.
 AUTOMATIC_ACTOR = "auto"
+# Who rejects a draft added for a chat that is off (chat_modes), and why.
+CHAT_OFF_ACTOR = "chat off"
+CHAT_OFF_NOTE = "the chat is off"
+# Decisions no person made.
+AUTOMATIC_ACTORS = (AUTOMATIC_ACTOR, CHAT_OFF_ACTOR)
 # The flag a move into `failed` records in its audit detail when the send may have
 # gone out (sending.OUTCOME_UNKNOWN): a person checks the phone before a retry.
 UNCERTAIN_FLAG = "outcome_unknown"
@@ -122,19 +134,39 @@ class MessageNotFound(MoveRefused, LookupError):
         super().__init__(message_id, actual=None, wanted=wanted, code=Refusal.NOT_FOUND)
 
 
+@dataclass(frozen=True)
+class Row:
+    """A message named by its database key, as a page's link names it: a web action
+    passes it to a verb, so the row is read once, locked, by the move itself."""
+
+    pk: int
+
+    def __str__(self) -> str:
+        return f"message #{self.pk}"
+
+
+# What a verb takes to name its message: the stored `id` (scripts, the admin, commands)
+# or the row (pages).
+MessageKey = str | Row
+
+
+def _named(key: MessageKey) -> Q:
+    return Q(pk=key.pk) if isinstance(key, Row) else Q(message_id=key)
+
+
 def is_allowed(from_status: str, to_status: str) -> bool:
     return (from_status, to_status) in ALLOWED_MOVES
 
 
 def move(
-    message_id: str,
+    message_id: MessageKey,
     to_status: str,
     *,
     actor: str,
     source: str,
     expected: Iterable[str] | None = None,
     note: str = "",
-    detail: dict | None = None,
+    detail: dict | Callable[[Message], dict] | None = None,
     set_keys: dict | None = None,
     drop_keys: Iterable[str] = (),
     guard: Q | None = None,
@@ -146,6 +178,7 @@ def move(
     """Move one message to `to_status` if the lifecycle allows it from where it is.
 
     `expected` narrows the statuses it may come from (the caller saw one);
+    `detail`: the audit row's detail, or a function of the locked row giving it;
     `guard` adds a condition to the compare-and-set (e.g. not claimed for
     sending), `guard_reason` says why it failed. `set_keys`/`drop_keys` change the
     stored object with the move. `as_undo`: a reopen made as the queue's Undo,
@@ -153,9 +186,9 @@ def move(
     Raises MessageNotFound or MoveRefused; returns the fresh Message."""
     to_status = Status(to_status)
     with transaction.atomic():
-        msg = Message.objects.select_for_update().filter(message_id=message_id).first()
+        msg = Message.objects.select_for_update().filter(_named(message_id)).first()
         if msg is None:
-            raise MessageNotFound(message_id, to_status)
+            raise MessageNotFound(str(message_id), to_status)
         action = ALLOWED_MOVES.get((msg.status, to_status))
         allowed_from = set(expected) if expected is not None else None
         if action is None:
@@ -201,6 +234,8 @@ def move(
         if cas.update(**changes) != 1:
             raise _refusal(msg, to_status, reason=guard_reason, code=guard_code)
         rootstate.count_arrival(to_status)
+        if callable(detail):
+            detail = detail(msg)
         _audit(msg.message_id, action, msg.status, to_status, actor, source, note, detail, now)
         for field, value in changes.items():
             setattr(msg, field, value)
@@ -284,12 +319,12 @@ def _audit(message_id, action, from_status, to_status, actor, source, note, deta
 # --- The verbs ----------------------------------------------------------------
 
 
-def submit(message_id: str, *, actor: str, source: str) -> Message:
+def submit(message_id: MessageKey, *, actor: str, source: str) -> Message:
     """incoming -> pending_approval (for scripts that use that move)."""
     return move(message_id, S.PENDING_APPROVAL, expected=[S.INCOMING], actor=actor, source=source)
 
 
-def approve(message_id: str, *, actor: str, source: str, note: str = "") -> Message:
+def approve(message_id: MessageKey, *, actor: str, source: str, note: str = "") -> Message:
     """A reviewer approves the draft as it is.
 
     With a gateway that refuses it (see `_gateway_rules`: Cloud's closed window, a text
@@ -312,7 +347,7 @@ def approve(message_id: str, *, actor: str, source: str, note: str = "") -> Mess
         if actor != AUTOMATIC_ACTOR or not gateway_refuses:
             raise
         _audit(
-            message_id,
+            exc.message_id,
             "auto_approve_refused",
             S.PENDING_APPROVAL,
             S.PENDING_APPROVAL,
@@ -322,17 +357,22 @@ def approve(message_id: str, *, actor: str, source: str, note: str = "") -> Mess
             {"code": str(exc.code)},
             clock.now(),
         )
-        return Message.objects.get(message_id=message_id)
+        return Message.objects.get(message_id=exc.message_id)
 
 
-def edit_and_approve(message_id: str, text: str, *, actor: str, source: str) -> Message:
+def edit_and_approve(message_id: MessageKey, text: str, *, actor: str, source: str) -> Message:
     """A reviewer replaces the draft's text and approves it; the audit event keeps both.
-    Refused as `approve` is when the gateway would refuse it."""
+    Refused as `approve` is when the gateway would refuse it.
+
+    The detail holds `original` (the text before this edit), `edited`, and `distance`:
+    the edit distance (editdistance.py) from the assistant's draft to `edited`. The
+    assistant's draft is `original`, or after an undo or a reopen of an edited reply
+    the first edit's `original`, so a second edit measures the whole correction.
+    `distance_capped: true` when the texts were too long to measure exactly."""
     if not text.strip():
         raise ValueError(f"{message_id}: the edited reply is empty")
     if len(text) > MAX_REPLY_LENGTH:
         raise ValueError(f"{message_id}: the edited reply is over {MAX_REPLY_LENGTH} characters")
-    original = Message.objects.filter(message_id=message_id).values_list("body", flat=True).first()
     return move(
         message_id,
         S.APPROVED,
@@ -340,12 +380,33 @@ def edit_and_approve(message_id: str, text: str, *, actor: str, source: str) -> 
         actor=actor,
         source=source,
         set_keys={"body": text},
-        detail={"original": original, "edited": text},
-        note="edited",
+        # The draft as the locked row holds it: what was replaced, not what a page saw.
+        detail=lambda draft: {
+            "original": draft.body,
+            "edited": text,
+            **_edit_size(draft.message_id, draft.body, text),
+        },
+        note=EDITED,
     )
 
 
-def reject(message_id: str, *, actor: str, source: str, reason: str = "") -> Message:
+def _edit_size(message_id: str, original: str, text: str) -> dict:
+    """Measured under the row's lock (the original is the locked row's); editdistance caps
+    the work at a tenth of a second or so, and a draft's text is usually short."""
+    # `action` through an expression: SQLite then finds the draft's few events by its id
+    # instead of reading every approval through the index on `action`.
+    draft = (
+        AuditEvent.objects.annotate(act=Lower("action"))
+        .filter(message_id=message_id, act="approve", note=EDITED)
+        .order_by("created_at", "pk")
+        .values_list(KT("detail__original"), flat=True)
+        .first()
+    )
+    distance = edit_distance(draft if isinstance(draft, str) else original, text)
+    return {"distance": distance.value} | ({} if distance.exact else {"distance_capped": True})
+
+
+def reject(message_id: MessageKey, *, actor: str, source: str, reason: str = "") -> Message:
     return move(
         message_id,
         S.REJECTED,
@@ -356,7 +417,7 @@ def reject(message_id: str, *, actor: str, source: str, reason: str = "") -> Mes
     )
 
 
-def undo(message_id: str, *, actor: str, source: str) -> Message:
+def undo(message_id: MessageKey, *, actor: str, source: str) -> Message:
     """The queue's Undo: approved | rejected -> pending_approval, audited as "undo".
 
     Only by the one who decided it (Refusal.NOT_YOURS), within APPROVAL_GRACE_SECONDS
@@ -372,7 +433,7 @@ def undo(message_id: str, *, actor: str, source: str) -> Message:
     )
 
 
-def reopen(message_id: str, *, actor: str, source: str, note: str = "") -> Message:
+def reopen(message_id: MessageKey, *, actor: str, source: str, note: str = "") -> Message:
     """A decided reply back in the queue, however long ago it was decided: approved
     (not yet claimed for sending, else Refusal.CLAIMED) | rejected -> pending_approval,
     audited as "reopen". Who may ask is the caller's to check (`statecore.reopen_message`)."""
@@ -386,7 +447,7 @@ def reopen(message_id: str, *, actor: str, source: str, note: str = "") -> Messa
     )
 
 
-def retry(message_id: str, *, actor: str, source: str, note: str = "") -> Message:
+def retry(message_id: MessageKey, *, actor: str, source: str, note: str = "") -> Message:
     """failed -> approved: a person asks for another send. With a reply window (Cloud)
     refused with Refusal.WINDOW_CLOSED until the customer writes again."""
     return move(
@@ -400,7 +461,7 @@ def retry(message_id: str, *, actor: str, source: str, note: str = "") -> Messag
     )
 
 
-def confirm_sent(message_id: str, *, actor: str, source: str, note: str = "") -> Message:
+def confirm_sent(message_id: MessageKey, *, actor: str, source: str, note: str = "") -> Message:
     """failed -> sent: a person confirmed on the phone that an uncertain send went out."""
     return move(message_id, S.SENT, expected=[S.FAILED], actor=actor, source=source, note=note)
 
@@ -624,10 +685,12 @@ def add_message(
     """Store a new message object in `status`, counted as the old code counted.
 
     Adds `timestamp` (now) to the caller's dict when it has none, as the old code
-    did. An id already stored raises instead of making a second copy. With
-    `human_in_the_loop` false, a draft added to pending_approval is approved at
-    once by the same path, actor "auto". `counted=False`: kept without counting it
-    (an answer from the phone is not one of our sends)."""
+    did. An id already stored raises instead of making a second copy. A draft added
+    to pending_approval is decided at once when its chat's mode says so (see
+    `_apply_chat_mode`: `auto`, or `human_in_the_loop` false, approves it, actor
+    "auto"; `off` rejects it, and so a reply added straight to approved too).
+    `counted=False`: kept without counting it (an answer from the phone is not one
+    of our sends)."""
     status = Status(status)
     if not isinstance(message_data, dict):
         raise TypeError("message_data must be a dict")
@@ -642,24 +705,44 @@ def add_message(
         message_data["timestamp"] = clock.local_iso()
     data = json.loads(dumps_compact(message_data))  # refuse what JSON cannot hold, early
     now = clock.now()
+    columns = message_columns(data, status)
+    note = ""
     try:
         with transaction.atomic():
-            msg = Message.objects.create(position=time.time_ns(), **message_columns(data, status))
+            if status == S.APPROVED and chat_modes.mode_of(columns["chat"]) == Mode.OFF:
+                # A reply a script approves itself, for a chat that is off: added as a
+                # draft and rejected below like any other, so nothing is sent.
+                status = columns["status"] = S.PENDING_APPROVAL
+                note = f"added as approved; {CHAT_OFF_NOTE}"
+            msg = Message.objects.create(position=time.time_ns(), **columns)
             rootstate.count_arrival(status, touch_only=not counted)
-            _audit(msg.message_id, "add", "", status, actor, source, "", {}, now)
-            # In the same transaction: no reviewer ever sees it pending.
-            if status == S.PENDING_APPROVAL and not rootstate.human_in_the_loop():
-                msg = approve(
-                    msg.message_id,
-                    actor=AUTOMATIC_ACTOR,
-                    source=source,
-                    note="human_in_the_loop is off",
-                )
+            _audit(msg.message_id, "add", "", status, actor, source, note, {}, now)
+            if status == S.PENDING_APPROVAL:
+                # In the same transaction: no reviewer ever sees it pending.
+                msg = _apply_chat_mode(msg, source)
     except IntegrityError:
         if Message.objects.filter(message_id=data["id"]).exists():
             raise ValueError(f"{data['id']}: a message with this id is already stored") from None
         raise
     return msg
+
+
+def _apply_chat_mode(draft: Message, source: str) -> Message:
+    """What the draft's chat mode (`chat_modes`) says of a new draft: `off`, rejected at
+    once (actor "chat off": nothing is sent, the caller gets no error); `auto`, approved
+    at once by the same path as a person's approve; `review`, approved at once only when
+    `human_in_the_loop` is off. Where a draft is added, whoever adds it; an import is
+    not an addition (the file is the state as it was) and is never decided here."""
+    mode = chat_modes.mode_of(draft.chat)
+    if mode == Mode.OFF:
+        return reject(draft.message_id, actor=CHAT_OFF_ACTOR, source=source, reason=CHAT_OFF_NOTE)
+    if mode == Mode.AUTO:
+        note = "the chat is on auto"
+    elif not rootstate.human_in_the_loop():
+        note = "human_in_the_loop is off"
+    else:
+        return draft
+    return approve(draft.message_id, actor=AUTOMATIC_ACTOR, source=source, note=note)
 
 
 def clear_list(status: str, *, actor: str, source: str) -> int:

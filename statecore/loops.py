@@ -14,6 +14,8 @@ from collections.abc import Callable
 
 from django.db import close_old_connections, connections
 
+from . import rootstate
+
 log = logging.getLogger(__name__)
 
 FALLBACK_INTERVAL_SECONDS = 5.0
@@ -53,8 +55,6 @@ def run_loop(
 
 def poll_interval() -> float:
     """`watcher_config.poll_interval_seconds`, or 5 s when it is not a positive number."""
-    from . import rootstate
-
     value = rootstate.watcher_config().get("poll_interval_seconds")
     return float(value) if type(value) in (int, float) and value > 0 else FALLBACK_INTERVAL_SECONDS
 

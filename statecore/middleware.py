@@ -25,7 +25,7 @@ from .lifecycle import MAX_REPLY_LENGTH
 DEFAULT_MAX_BYTES = 64 * 1024
 # The upload's own limit is MAX_UPLOAD_BYTES (approvals/statefile_forms.py), checked on
 # the file; the request around it adds the multipart framing and the form's other fields.
-DEFAULT_UPLOAD_MAX_BYTES = 256 * 1024 * 1024 + 64 * 1024
+DEFAULT_UPLOAD_MAX_BYTES = 32 * 1024 * 1024 + 64 * 1024
 DEFAULT_GATEWAY_MAX_BYTES = 16 * 1024
 DEFAULT_WEBHOOK_MAX_BYTES = 256 * 1024
 # Not a setting: a reply at the web edit's limit always fits, 65,536 characters of 4-byte

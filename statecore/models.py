@@ -36,6 +36,8 @@ class Source(models.TextChoices):
 
 
 MAX_ID_LENGTH = 500
+# How many messages of a chat its conversation shows (the last ones).
+THREAD_SIZE = 20
 
 
 class MessageQuerySet(models.QuerySet):
@@ -43,13 +45,21 @@ class MessageQuerySet(models.QuerySet):
         return self.filter(status=Status.PENDING_APPROVAL)
 
     def handled(self) -> MessageQuerySet:
-        return self.filter(status__in=HANDLED)
+        # "Not incoming nor pending" (the same rows, by the status constraint): a
+        # condition no status index can serve, so the history walks its own index in
+        # order rather than sorting every handled reply (SQLite, without statistics,
+        # would take `status IN (...)` to the status indexes and sort).
+        return self.exclude(status__in=[Status.INCOMING, Status.PENDING_APPROVAL])
 
     def counts_per_status(self) -> dict[str, int]:
-        """Messages of this queryset per status, every status present (0 when none):
-        one GROUP BY. Narrow it first (`.filter(status__in=...)`) to read fewer rows."""
+        """Messages of this queryset per status, every status present (0 when none).
+        The whole table's are read from StatusCount (six rows, whatever the volume); a
+        filtered queryset's are one GROUP BY over its rows."""
         counts = dict.fromkeys(Status.values, 0)
-        counts.update(self.order_by().values_list("status").annotate(n=models.Count("pk")))
+        if self.query.has_filters():
+            counts.update(self.order_by().values_list("status").annotate(n=models.Count("pk")))
+        else:
+            counts.update(StatusCount.objects.using(self.db).values_list("status", "n"))
         return counts
 
     def replies(self) -> MessageQuerySet:
@@ -57,6 +67,20 @@ class MessageQuerySet(models.QuerySet):
 
     def in_list_order(self) -> MessageQuerySet:
         return self.order_by("position", "pk")
+
+    def thread(self, chat: str, *, limit: int = THREAD_SIZE) -> list[Message]:
+        """The last `limit` messages of a chat in both directions, oldest first: what the
+        customer wrote and what was answered (drafts, sends, failures, answers from the
+        phone). One query, read backwards off the index (chat, timestamp). A rejected
+        draft was never said and an undated message has no place: neither is part of it."""
+        if not chat:
+            return []
+        rows = (
+            self.filter(chat=chat, timestamp__isnull=False)
+            .exclude(status=Status.REJECTED)
+            .order_by("-timestamp", "-pk")[:limit]
+        )
+        return list(reversed(rows))
 
 
 class Message(models.Model):
@@ -116,6 +140,16 @@ class Message(models.Model):
             ),
             models.Index(fields=["status", "status_updated_at"], name="message_status_time"),
             models.Index(fields=["chat", "timestamp"], name="message_chat_time"),
+            # The admin's list of one status, newest first: a walk, not a sort of the list.
+            models.Index(fields=["status", "id"], name="message_status_id"),
+            # Group chats are a few in a hundred: their list, newest first, and the ids the
+            # queue's group filter matches drafts against, each off a small index.
+            models.Index(fields=["id"], condition=Q(is_group=True), name="message_group_chats"),
+            models.Index(
+                fields=["message_id"], condition=Q(is_group=True), name="message_group_ids"
+            ),
+            # And the history's `message_history_order` (and `message_status_history` on
+            # PostgreSQL), made per database by migration 0010.
         ]
 
     def __str__(self) -> str:
@@ -125,6 +159,19 @@ class Message(models.Model):
     def data(self) -> dict:
         """The stored object as a dict, keys in their order."""
         return json.loads(self.raw)
+
+
+class StatusCount(models.Model):
+    """How many messages each status holds now: the exact figures of the queue's header
+    and the overview without a COUNT(*) over a million rows. Kept by database triggers
+    (migration 0010) in the transaction of every write to the message table, whoever
+    writes it; `manage.py recount_messages` recomputes it from the rows."""
+
+    status = models.CharField(max_length=20, choices=Status.choices, primary_key=True)
+    n = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.status}: {self.n}"
 
 
 class StateRoot(models.Model):
@@ -380,3 +427,40 @@ class GatewayMessage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.gateway_id} -> {self.reply_id or '(unmatched)'}"
+
+
+class Mode(models.TextChoices):
+    """A chat's mode (`ChatMode`)."""
+
+    # As the setting says: a person decides, unless `human_in_the_loop` is off.
+    REVIEW = "review", "Review"
+    # Approved at once by the same path as a person's approve, actor "auto".
+    AUTO = "auto", "Auto"
+    # The assistant is not asked; a draft a script adds is rejected at once, actor "chat off".
+    OFF = "off", "Off"
+
+
+class ChatMode(models.Model):
+    """How the drafts of one chat are handled; a chat without a row is in `review`.
+
+    Kept here, not in `whatsapp_state.json` (like users and the audit log): an export
+    never carries it and an import never changes it. Changed only by
+    `chat_modes.set_mode`, which audits it; enforced by `lifecycle.add_message`."""
+
+    Mode = Mode
+
+    # The chat's digits, as `Message.chat` holds them (`9230...`, a group's `1203...`).
+    chat = models.CharField(max_length=200, unique=True)
+    mode = models.CharField(max_length=10, choices=Mode.choices, default=Mode.REVIEW)
+    updated_at = models.DateTimeField()
+    updated_by = models.CharField(max_length=150)
+
+    class Meta:
+        ordering = ["chat"]
+        permissions = [("set_chat_mode", "Can set a chat's mode")]
+        constraints = [
+            models.CheckConstraint(condition=Q(mode__in=Mode.values), name="chat_mode_is_known")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.chat}: {self.mode}"

@@ -50,6 +50,7 @@ from . import (
     window,
 )
 from .models import Heartbeat, LogEntry, Message, Source, StateRoot, Status
+from .session import SessionReport
 from .statefile.columns import dumps_compact, reply_address
 from .whatsapp import Gateway, Next, SendOutcome, Sent
 
@@ -414,10 +415,13 @@ class Sender:
         self.stop = threading.Event()
         self._last_beat = 0.0
         self._last_send_at: float | None = None
+        # This run's latest session verdict: judged once per thing learnt, read by the alerts.
+        self._verdict: SessionReport | None = None
 
     def run_once(self) -> RunSummary:
         """Expire dead leases, then send every claimable reply while the session allows."""
         summary = RunSummary(expired=expire_leases(actor=self.worker))
+        self._verdict = None
         for mid in summary.expired:
             self.say(f"{mid}: its sender died mid-send -> failed ({OUTCOME_UNKNOWN})")
         try:
@@ -446,6 +450,8 @@ class Sender:
                 # The gateway cannot take replies now: the rest wait with this one.
                 summary.paused = f"the gateway did not take the reply: {outcome.error}"
                 self._note_pause(summary.paused)
+                # The send may have recorded what the gateway said of the session.
+                self._verdict = None
                 if outcome.held_for == Next.CONFIG:
                     alerts.report(
                         alerts.GATEWAY_CONFIG,
@@ -455,11 +461,11 @@ class Sender:
             elif outcome.status == Status.SENT:
                 alerts.resolve(alerts.GATEWAY_CONFIG)
             # A disconnect reported meanwhile stops the batch (no network call here).
-            elif not session.check(session.current()).valid:
-                summary.paused = self._gate()
+            elif not self._judge().valid:
+                summary.paused = self._gate(self._verdict)
                 self._note_pause(summary.paused)
         self.beat(state="paused" if summary.paused else "idle", reason=summary.paused, force=True)
-        alerts.check_incidents()
+        alerts.check_incidents(session_report=self._verdict)
         return summary
 
     def run_forever(self) -> None:
@@ -477,13 +483,19 @@ class Sender:
                 self.sleep(wait)
         self._last_send_at = time.monotonic()
 
-    def _gate(self) -> str:
+    def _judge(self) -> SessionReport:
+        """The session's verdict now, kept as the run's latest (the alerts read it too)."""
+        self._verdict = session.check(session.current())
+        return self._verdict
+
+    def _gate(self, report: SessionReport | None = None) -> str:
         """Why sending must wait now, or "" when the session allows it.
 
         A session whose only fault is a stale `last_validation` is re-checked
         with the gateway here, so a healthy session does not stop the sending.
+        `report`: the verdict just computed, if any.
         """
-        report = session.check(session.current())
+        report = report or self._judge()
         if report.valid:
             return ""
         failed = {rule.name for rule in report.rules if not rule.passed}
@@ -492,8 +504,9 @@ class Sender:
         if "session folder" in failed or session.gateway_state().held_reason:
             return report.verdict
         check = session_check.check(
-            self.gateway, actor=self.worker, source=Source.WORKER, with_account=False
+            self.gateway, actor=self.worker, source=Source.WORKER, with_account=False, known=report
         )
+        self._verdict = check.report
         if check.report.valid:
             self.say("The gateway says WhatsApp is ready: validated now.")
             return ""

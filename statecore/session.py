@@ -17,7 +17,7 @@ from pathlib import Path
 from django.conf import settings
 from django.db import transaction
 
-from . import clock
+from . import clock, rootstate, whatsapp
 from .models import GatewayState
 from .whatsapp.model import State, Status
 
@@ -112,8 +112,6 @@ def check(session: dict, *, now: datetime | None = None) -> SessionReport:
 
 
 def _folder_rule(session: dict) -> Rule:
-    from . import whatsapp
-
     if not whatsapp.traits().needs_session_folder:
         # WAHA, Evolution and Cloud hold the login on their side: no folder of ours
         # can say anything about it, so it must neither fail nor claim a folder exists.
@@ -147,8 +145,6 @@ def _valid_flag_rule(session: dict) -> Rule:
 
 
 def current() -> dict:
-    from . import rootstate
-
     return rootstate.session_data()
 
 
@@ -331,8 +327,6 @@ def _lift_hold() -> None:
 
 
 def _write(change, *, action: str, note: str, actor: str, source: str) -> dict:
-    from . import rootstate
-
     return rootstate.update_part(
         "session",
         lambda old: change(_as_dict(old)),
@@ -345,8 +339,6 @@ def _write(change, *, action: str, note: str, actor: str, source: str) -> dict:
 
 
 def _write_account(account: dict, *, replace: bool, stamp: str, actor: str, source: str) -> None:
-    from . import rootstate
-
     def change(old: object) -> dict:
         return {**({} if replace else _as_dict(old)), **account, "last_updated": stamp}
 

@@ -49,22 +49,25 @@ def check(
     source: str,
     with_account: bool = True,
     by_person: bool = False,
+    known: SessionReport | None = None,
 ) -> GatewayCheck:
     """Ask the gateway for its status (and the account when ready) and record it.
 
     `by_person`: a person asked (the page's "Check now"), which lifts a
-    person's earlier "mark invalid"; an automatic check does not."""
+    person's earlier "mark invalid"; an automatic check does not. `known`: the
+    verdict the caller already holds, given back when the gateway does not answer
+    (nothing was recorded, so nothing changed)."""
     try:
         status = gateway.status()
     except GatewayUnavailable as exc:
-        return GatewayCheck(report=_report(), reachable=False, error=str(exc))
+        return GatewayCheck(report=known or _report(), reachable=False, error=str(exc))
     account, error = None, ""
     if status.ready and with_account:
         try:
             account = gateway.account()
         except GatewayUnavailable as exc:
             error = f"the account was not updated: {exc}"
-    session.record_status(
+    recorded = session.record_status(
         status,
         account=account.as_dict() if account else None,
         actor=actor,
@@ -73,8 +76,9 @@ def check(
     )
     if not status.ready:
         error = status.reason
+    # The verdict of what was just recorded: the session as the verbs left it.
     return GatewayCheck(
-        report=_report(), reachable=True, status=status, account=account, error=error
+        report=session.check(recorded), reachable=True, status=status, account=account, error=error
     )
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+from datetime import datetime
 from enum import Enum
 from pathlib import Path
 
@@ -31,8 +32,9 @@ def _ensure_django() -> None:
 _ensure_django()
 
 from django.db import close_old_connections, connection  # noqa: E402
+from django.utils import timezone  # noqa: E402
 
-from . import lifecycle, rootstate, session, settings_store, statefile  # noqa: E402
+from . import chat_modes, learning, lifecycle, rootstate, session, settings_store, statefile  # noqa: E402
 from .drafting import undrafted  # noqa: E402
 from .models import AuditEvent, Message, Source, Status  # noqa: E402
 from .statefile.rules import api_value_problems, validate_setting  # noqa: E402
@@ -43,6 +45,7 @@ from .statefile.rules import api_value_problems, validate_setting  # noqa: E402
 MAX_BODY_LENGTH = lifecycle.MAX_REPLY_LENGTH
 MAX_REASON_LENGTH = 2000
 MAX_ACTOR_LENGTH = AuditEvent._meta.get_field("actor").max_length
+MAX_TURNS = learning.MAX_TURNS
 
 
 class MessageStatus(Enum):
@@ -195,6 +198,42 @@ class StateManager:
 
     def clear_messages(self, status: MessageStatus | str) -> None:
         lifecycle.clear_list(_status(status), **self._who())
+
+    # --- chat modes (not in the old API) ---------------------------------------------
+    def get_chat_mode(self, chat: str) -> str:
+        """ "review", "auto" or "off" (chat_modes); ValueError naming `chat` for no number."""
+        return chat_modes.mode_of(chat_modes.clean_chat(chat)).value
+
+    def set_chat_mode(self, chat: str, mode: str) -> bool:
+        """Put a chat in a mode, audited; False when it was in it already. ValueError
+        naming `chat` or `mode`."""
+        return chat_modes.set_mode(chat, mode, **self._who())
+
+    # --- learning ----------------------------------------------------------------
+    def corrections(
+        self,
+        since: datetime | None = None,
+        limit: int | None = None,
+        turns: int = learning.DEFAULT_TURNS,
+    ) -> list[dict]:
+        """The reviewers' decisions on the assistant's drafts, newest first: the lines of
+        `manage.py export_corrections` as dicts (README "Learning from edits"), e.g. the
+        last good examples as few-shot context: `[c for c in corrections(limit=20) if
+        c["outcome"] != "rejected"]`. `since`: decided at or after it (naive = local
+        time); `limit`: the newest N; `turns`: earlier messages of the chat with each."""
+        if since is not None and not isinstance(since, datetime):
+            raise ValueError(f"since: expected a datetime or None, got {_shown(since)}")
+        if since is not None and timezone.is_naive(since):
+            since = timezone.make_aware(since)
+        if limit is not None and (
+            isinstance(limit, bool) or not isinstance(limit, int) or limit < 0
+        ):
+            raise ValueError(f"limit: expected a whole number >= 0 or None, got {_shown(limit)}")
+        if isinstance(turns, bool) or not isinstance(turns, int) or not 0 <= turns <= MAX_TURNS:
+            raise ValueError(
+                f"turns: expected a whole number 0 to {MAX_TURNS}, got {_shown(turns)}"
+            )
+        return list(learning.corrections(since=since, limit=limit, turns=turns))
 
     # --- statistics --------------------------------------------------------------
     def get_statistics(self) -> dict:

@@ -43,9 +43,11 @@ def sample_state(db, sample_bytes):
 HTMX = {"HTTP_HX_REQUEST": "true", "HTTP_HX_CURRENT_URL": "http://testserver/queue/"}
 # A page: sign-in (session, user) and permission (2) queries included.
 MAX_QUERIES = 9
-# An htmx approve: sign-in 2, permission 2, the reply 1, what its card shows 1, the move 6
-# (BEGIN, lock-read, compare-and-set, counter, audit row, COMMIT).
+# An htmx approve: sign-in 2, permission 2, the reply 1 (to ask whether the chat moved
+# on), what its card shows 1, the move 6 (BEGIN, lock-read, compare-and-set, counter,
+# audit row, COMMIT). Confirmed ("approve anyway"): the reply is read by the move only.
 APPROVE_QUERIES = 12
+CONFIRMED_APPROVE_QUERIES = APPROVE_QUERIES - 1
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import pytest
 from django.core import mail
 from django.db import connection
 
-from statecore import alerts, clock, session_check, session_events, whatsapp
+from statecore import alerts, clock, lifecycle, session_check, session_events, whatsapp
 from statecore.models import AuditEvent, Incident, Message, Source, Status
 from statecore.sending import Sender
 from statecore.whatsapp.standin_wwebjs import NOT_READY_ERROR
@@ -185,3 +185,60 @@ class BrokenBackend:
     def send_messages(self, messages):
         BrokenBackend.tries += 1
         raise OSError("SMTP server unreachable")
+
+
+# --- Drafts overdue for a reviewer ------------------------------------------------------
+
+
+def _drafted(minutes_ago: float) -> Message:
+    draft = make_reply()
+    Message.objects.filter(pk=draft.pk).update(
+        timestamp=clock.now() - timedelta(minutes=minutes_ago)
+    )
+    return draft
+
+
+def test_drafts_overdue_longer_than_the_setting_mail_once_and_resolve(healthy, settings):
+    settings.ALERT_OVERDUE_MINUTES = 30
+    draft = _drafted(29)
+    _drafted(5)
+    alerts.check_incidents()
+    assert mail.outbox == []  # 29 minutes: not yet
+
+    later = clock.now() + timedelta(minutes=2)
+    for _ in range(3):  # three polls
+        alerts.check_incidents(now=later)
+    [message] = mail.outbox
+    assert "Drafts are waiting for a reviewer" in message.subject
+    assert "1 draft has waited more than 30 minutes for a reviewer" in message.body
+    [incident] = alerts.open_incidents()
+    assert incident.kind == alerts.DRAFTS_OVERDUE
+
+    lifecycle.approve(draft.message_id, actor="dana", source=Source.WEB)
+    alerts.check_incidents(now=later)
+    assert alerts.open_incidents() == []
+    assert Incident.objects.get(kind=alerts.DRAFTS_OVERDUE).resolved_at == later
+
+
+def test_a_new_overdue_incident_mails_again_and_counts_every_late_draft(healthy, settings):
+    settings.ALERT_OVERDUE_MINUTES = 30
+    first = _drafted(31)
+    alerts.check_incidents()
+    lifecycle.reject(first.message_id, actor="dana", source=Source.WEB)
+    alerts.check_incidents()
+    _drafted(45)
+    _drafted(40)
+    make_reply()  # fresh
+    alerts.check_incidents()
+    assert len(mail.outbox) == 2
+    assert "2 drafts have waited more than 30 minutes" in mail.outbox[1].body
+    assert Incident.objects.filter(kind=alerts.DRAFTS_OVERDUE).count() == 2
+
+
+def test_decided_and_undated_drafts_are_not_overdue(healthy, settings):
+    settings.ALERT_OVERDUE_MINUTES = 30
+    make_reply(Status.SENT, timestamp=clock.local_iso(clock.now() - timedelta(hours=3)))
+    undated = make_reply()
+    Message.objects.filter(pk=undated.pk).update(timestamp=None)
+    alerts.check_incidents()
+    assert mail.outbox == []

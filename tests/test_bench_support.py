@@ -1,21 +1,26 @@
-"""The benchmark helpers: the state generator and the old-storage baseline.
+"""The benchmark helpers: the state generator, the old-storage baseline and bench-big's
+own logic (its cache and goals).
 
 No database here: these run with or without pytest-django.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
 import threading
+import tracemalloc
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.benchmarks import bench_big, generate
 from tests.benchmarks.baseline import JsonFileStateManager, MessageStatus
+from tests.benchmarks.big_worker import PAGES
 from tests.benchmarks.generate import (
     REPLY_SHARES,
     STATUSES,
@@ -346,3 +351,163 @@ def test_baseline_keeps_the_old_duplicate_copy(manager: JsonFileStateManager) ->
     manager.add_message({"id": "same"}, MessageStatus.INCOMING)
     manager.add_message({"id": "same"}, MessageStatus.INCOMING)
     assert Counter(m["id"] for m in manager.get_messages(MessageStatus.INCOMING)) == {"same": 2}
+
+
+# --- bench-big: the streamed file, its cache and the goals ------------------
+
+
+@pytest.mark.parametrize(("n", "seed"), [(0, 0), (1, 0), (2, 9), (3, 3), (7, 1), (1001, 4)])
+def test_the_streamed_file_is_the_in_memory_state_byte_for_byte(
+    tmp_path: Path, n: int, seed: int
+) -> None:
+    path = write_state_file(tmp_path / "state.json", n, seed=seed)
+    assert path.read_bytes() == dumps_canonical(generate_state(n, seed)).encode("utf-8")
+
+
+# sha256 of the files the generator wrote before it streamed (commit 2fdafbd): the
+# same bytes, or every figure measured since would be on another file.
+BYTES_BEFORE_STREAMING = {
+    (1001, 4): "3118e268fc25fae30d311edc23bf51bd8df275aeaa44ce529cb078d5b98bb4c0",
+    (3000, 3000): "44b929ee93c9598d086a7a9a840e7ed7c099dcaede2ba3aa057b66e1d5a10b42",
+}
+
+
+@pytest.mark.parametrize(("n", "seed"), list(BYTES_BEFORE_STREAMING))
+def test_the_streamed_file_is_the_file_written_before_it_streamed(
+    tmp_path: Path, n: int, seed: int
+) -> None:
+    path = write_state_file(tmp_path / "state.json", n, seed=seed)
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == BYTES_BEFORE_STREAMING[(n, seed)]
+
+
+def _generator_peak(path: Path, n: int) -> int:
+    tracemalloc.start()
+    try:
+        write_state_file(path, n, seed=2)
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_the_generator_writes_a_big_file_without_holding_its_messages(tmp_path: Path) -> None:
+    small = _generator_peak(tmp_path / "small.json", 5_000)
+    big = _generator_peak(tmp_path / "big.json", 20_000)
+    # Four times the messages (holding them as dicts: about 10x the file, growing with
+    # it); streamed, the peak stays near a few buffers and the message log.
+    assert (tmp_path / "big.json").stat().st_size > 3.5 * (tmp_path / "small.json").stat().st_size
+    assert big < 1.3 * small
+
+
+def test_the_cache_is_keyed_by_size_seed_and_the_generators_code(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = bench_big.cache_path(tmp_path, 1_000_000)
+    assert first != bench_big.cache_path(tmp_path, 100_000)
+    assert first != bench_big.cache_path(tmp_path, 1_000_000, seed=1)
+    changed = tmp_path / "generate.py"
+    changed.write_bytes(Path(generate.__file__).read_bytes() + b"\n# changed\n")
+    monkeypatch.setattr(generate, "__file__", str(changed))
+    assert bench_big.cache_path(tmp_path, 1_000_000) != first
+
+
+def test_the_cached_file_is_generated_once_then_reused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = bench_big.cached_state_file(tmp_path, 50)
+    assert path.read_bytes() == write_state_file(tmp_path / "fresh.json", 50, seed=50).read_bytes()
+
+    def must_not_run(*args: object, **kwargs: object) -> None:
+        raise AssertionError("generated again")
+
+    monkeypatch.setattr(generate, "write_state_file", must_not_run)
+    assert bench_big.cached_state_file(tmp_path, 50) == path
+
+
+def test_an_interrupted_generation_leaves_no_file_to_reuse(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def interrupted(path: Path, n: int, seed: int = 0) -> None:
+        Path(path).write_bytes(b'{"session": {')
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(generate, "write_state_file", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        bench_big.cached_state_file(tmp_path, 50)
+    assert not bench_big.cache_path(tmp_path, 50).exists()
+    assert list(tmp_path.iterdir()) == []  # nor the half file
+
+
+@pytest.mark.parametrize(
+    ("seconds", "met"),
+    [
+        ([0.150, 0.010], True),
+        ([0.149], True),
+        ([0.151, 0.010], False),
+        ([0.010, 0.151], False),
+        ([0.010, None], False),  # a page that failed on one database
+        ([], False),
+    ],
+)
+def test_a_page_meets_its_goal_only_within_150_ms_on_every_database(
+    seconds: list[float | None], met: bool
+) -> None:
+    assert bench_big.page_met(seconds) is met
+
+
+def test_the_import_meets_its_goal_within_one_and_a_half_times_the_file() -> None:
+    assert bench_big.import_met(150, 100)
+    assert not bench_big.import_met(151, 100)
+
+
+def _page(seconds: float) -> dict:
+    return {"seconds": seconds, "queries": 7, "cpu": [seconds / 2, seconds / 3, seconds]}
+
+
+def test_the_table_judges_a_page_on_the_databases_that_ran() -> None:
+    fast = {label: _page(0.010) for label, _ in PAGES}
+    rows = {row[0]: row for row in bench_big.page_rows({"sqlite": {"pages": fast}})}
+    assert rows["/"] == ("/", "10 ms", "-", "7", "<= 150 ms", "met", "5 ms")
+    slow = fast | {"/queue/?q=9230": _page(2.554)}
+    broken = fast | {"/history/": {"url": "/history/", "error": "HTTP 500"}}
+    rows = {
+        row[0]: row
+        for row in bench_big.page_rows({"sqlite": {"pages": slow}, "postgresql": {"pages": broken}})
+    }
+    assert rows["/queue/?q=9230"][1:3] == ("2,554 ms", "10 ms")
+    assert rows["/queue/?q=9230"][-2] == "MISSED"
+    assert rows["/history/"][2] == "failed: HTTP 500"
+    assert rows["/history/"][-2] == "MISSED"
+    assert rows["/"][-2] == "met"
+
+
+def test_a_database_that_could_not_import_is_a_missed_goal() -> None:
+    results = {"postgresql": {"database": "postgresql", "error": "connection refused"}}
+    assert bench_big.import_rows(results) == [
+        ("import (postgresql)", "connection refused", "", "MISSED")
+    ]
+    assert all(row[-2] == "MISSED" for row in bench_big.page_rows(results))
+    fast = {"pages": {label: _page(0.010) for label, _ in PAGES}}
+    rows = bench_big.page_rows({"sqlite": fast} | results)
+    assert all(row[-2] == "MISSED" for row in rows)  # not judged on SQLite alone
+
+
+def test_bench_big_refuses_postgresql_without_a_server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.setenv("BENCH_CACHE", str(tmp_path))
+    with pytest.raises(SystemExit):
+        bench_big.main(["--only", "postgresql", "--size", "10"])
+    with pytest.raises(SystemExit):
+        bench_big.main(["--only", "mysql", "--size", "10"])
+
+
+def test_a_failed_database_gives_a_missed_figure_per_page_so_the_run_exits_1() -> None:
+    failed = bench_big.figures({"postgresql": {"error": "connection refused"}}, 10)
+    assert len(failed) == len(PAGES)
+    assert all(f.met is False for f in failed)
+    imported = {"seconds": 1.0, "exit_code": 0, "peak_rss_bytes": 140, "file_bytes": 100}
+    ran = {"import": imported, "pages": {label: _page(0.010) for label, _ in PAGES}}
+    assert all(f.met is True for f in bench_big.figures({"sqlite": ran}, 10))
+    crashed = ran | {"import": imported | {"exit_code": 1}}
+    assert bench_big.figures({"sqlite": crashed}, 10)[0].met is False

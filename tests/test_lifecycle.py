@@ -176,7 +176,7 @@ def test_edit_and_approve_changes_the_body_and_keeps_both_texts(db):
     assert list(msg.data) == ["id", "from", "body", "timestamp", "status", "status_updated_at"]
     event = AuditEvent.objects.latest("pk")
     assert (event.action, event.note) == ("approve", "edited")
-    assert event.detail == {"original": "Hi", "edited": "Hello <b>there</b> 👋"}
+    assert event.detail == {"original": "Hi", "edited": "Hello <b>there</b> 👋", "distance": 19}
 
 
 @pytest.mark.parametrize(

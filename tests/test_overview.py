@@ -187,6 +187,18 @@ def test_hours_follow_the_local_clock_in_a_half_hour_zone():
         assert (hours[-2].received, hours[-1].received) == (1, 0)
 
 
+def test_hours_follow_the_local_clock_across_a_change_of_summer_time():
+    zone = ZoneInfo("America/New_York")  # 2026-03-08 02:00 became 03:00
+    with timezone.override(zone):
+        now = datetime(2026, 3, 10, 12, 30, tzinfo=zone)
+        message(Status.INCOMING, at=datetime(2026, 3, 8, 4, 15, tzinfo=zone))
+        message(Status.INCOMING, at=datetime(2026, 3, 8, 1, 15, tzinfo=zone))
+        hours = {h.start: h.received for h in stats.messages_per_hour(now)}
+        assert hours[datetime(2026, 3, 8, 4, 0, tzinfo=zone)] == 1
+        assert hours[datetime(2026, 3, 8, 1, 0, tzinfo=zone)] == 1
+        assert sum(hours.values()) == 2
+
+
 def test_the_oldest_pending_reply_is_the_one_drafted_first():
     message(Status.PENDING_APPROVAL, at=NOW - timedelta(minutes=5), reply_to="x")
     oldest = message(Status.PENDING_APPROVAL, at=NOW - timedelta(hours=3), reply_to="x")

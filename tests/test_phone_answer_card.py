@@ -10,8 +10,8 @@ from django.test import Client
 
 from statecore import clock, rootstate, window
 from statecore.models import Message, Status
+from tests.conftest import CONFIRMED_APPROVE_QUERIES
 from tests.test_window import (
-    APPROVE_QUERIES,
     HTMX,
     Clock,
     at_noon,
@@ -155,7 +155,7 @@ def test_approving_an_answered_draft_runs_the_same_queries(db, now, django_asser
     client = reviewer_client()
     rootstate.get_root()
     reply, _ = answered_draft(now)
-    with django_assert_num_queries(APPROVE_QUERIES):
+    with django_assert_num_queries(CONFIRMED_APPROVE_QUERIES):
         response = client.post(url("approve", reply), {"confirm_stale": "1"}, **HTMX)
     assert response.status_code == 200 and fresh(reply).status == Status.APPROVED
     assert Message.objects.filter(chat=NUMBER, status=Status.SENT).count() == 1

@@ -6,12 +6,15 @@ import re
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 
 from statecore import clock, lifecycle, rootstate
 from statecore.models import AuditEvent, Message, Source, Status
 from tests.conftest import (
     APPROVE_QUERIES,
+    CONFIRMED_APPROVE_QUERIES,
     HTMX,
     ago,
     card_html,
@@ -102,7 +105,11 @@ def test_edit_and_approve_keeps_the_original_in_the_audit(rc):
     assert (msg.status, msg.body) == (Status.APPROVED, "Better reply\nwith two lines")
     assert msg.data["body"] == "Better reply\nwith two lines"
     event = AuditEvent.objects.get(message_id=draft.message_id, action="approve")
-    assert event.detail == {"original": "Original draft", "edited": "Better reply\nwith two lines"}
+    assert event.detail == {
+        "original": "Original draft",
+        "edited": "Better reply\nwith two lines",
+        "distance": 24,
+    }
 
 
 @pytest.mark.parametrize(
@@ -255,7 +262,8 @@ def test_an_htmx_approve_runs_a_fixed_number_of_queries(reviewer, stale, django_
     client.force_login(reviewer)  # a real session: its queries count
     rootstate.get_root()
     draft = stale_draft()[0] if stale else make_reply()
-    with django_assert_num_queries(APPROVE_QUERIES):
+    expected = CONFIRMED_APPROVE_QUERIES if stale else APPROVE_QUERIES
+    with django_assert_num_queries(expected):
         response = client.post(
             url("approve", draft), {"confirm_stale": "1"} if stale else {}, **HTMX
         )
@@ -282,3 +290,40 @@ def test_a_reply_gone_between_reading_it_and_moving_it_is_404(rc, monkeypatch, v
 
     monkeypatch.setattr(lifecycle, verb, gone)
     assert rc.post(url(name, draft), data, **HTMX).status_code == 404
+
+
+def _reads_of(row, queries) -> int:
+    """SELECTs of the reply's own row: by its key (pages) or by its id (the lifecycle)."""
+    by_key = f'"statecore_message"."id" = {row.pk}'
+    by_id = f'"statecore_message"."message_id" = \'{row.message_id}\''
+    return sum(
+        1
+        for q in queries
+        if q["sql"].lstrip().upper().startswith("SELECT")
+        and 'FROM "statecore_message"' in q["sql"]
+        and (by_key in q["sql"] or by_id in q["sql"])
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "prepare"),
+    [
+        ("approve", {"confirm_stale": "1"}, make_reply),
+        ("edit", {"text": "Our edited answer"}, make_reply),
+        ("reject", {"reason": "wrong price"}, make_reply),
+        ("undo", {}, None),
+        ("retry", {}, lambda: make_reply(status=Status.FAILED)),
+        ("reopen", {"note": "asked again"}, lambda: make_reply(status=Status.REJECTED)),
+        ("confirm-sent", {"note": "seen"}, lambda: make_reply(status=Status.FAILED)),
+    ],
+)
+def test_a_web_action_reads_its_reply_once(rc, name, data, prepare):
+    if prepare is None:  # an Undo needs the reviewer's own decision of a moment ago
+        draft = make_reply()
+        rc.post(url("approve", draft), **HTMX)
+    else:
+        draft = prepare()
+    with CaptureQueriesContext(connection) as ctx:
+        response = rc.post(url(name, draft), data, **HTMX)
+    assert response.status_code == 200, response.content[:300]
+    assert _reads_of(draft, ctx.captured_queries) == 1

@@ -929,6 +929,49 @@ def test_a_stale_session_with_the_gateway_down_waits_and_changes_nothing(ready):
     assert session.current() == before
 
 
+def _verdicts(monkeypatch) -> list:
+    """Every session verdict computed (session.check), wherever it is asked for."""
+    calls, real = [], session.check
+
+    def counting(data, **kwargs):
+        calls.append(data)
+        return real(data, **kwargs)
+
+    monkeypatch.setattr(session, "check", counting)
+    return calls
+
+
+@pytest.mark.parametrize(
+    ("gateway_is", "verdicts"),
+    [
+        # Valid: judged once, before the first claim (no reply: no per-send look).
+        ("valid", 1),
+        # Stale, the gateway answers: once before asking, once of what it said.
+        ("ready", 2),
+        ("not ready", 2),
+        # Stale, the gateway silent: nothing was recorded, the first verdict stands.
+        ("down", 1),
+    ],
+)
+def test_a_sender_poll_judges_the_session_once_per_thing_it_learns(
+    ready, monkeypatch, gateway_is, verdicts
+):
+    if gateway_is == "valid":
+        assert session.check(session.current()).valid  # as the fixture leaves it
+    else:
+        set_session(last_validation="2020-01-01T00:00:00")
+    if gateway_is == "not ready":
+        ready.go_not_ready()
+    elif gateway_is == "down":
+        ready.set_send_mode("down")
+    sender = make_sender()
+    calls = _verdicts(monkeypatch)
+
+    sender.run_once()
+
+    assert len(calls) == verdicts
+
+
 def test_an_invalid_session_sends_nothing_says_so_once_and_all_goes_out_after_ready(ready):
     ready.show_qr()
     apply({"event": "disconnected", "reason": "LOGOUT"})

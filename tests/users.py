@@ -15,7 +15,7 @@ def reviewers_group() -> Group:
     group.permissions.add(
         *Permission.objects.filter(
             content_type__app_label="statecore",
-            codename__in=["review_message", "resolve_failed", "reopen_message"],
+            codename__in=["review_message", "resolve_failed", "reopen_message", "set_chat_mode"],
         )
     )
     return group

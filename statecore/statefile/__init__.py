@@ -1,6 +1,6 @@
 """The canonical `whatsapp_state.json`: strict reading with the place of every
-fault (`parse`, against the types of `rules`), import in one transaction
-(`importing`, rows from `columns` inserted by `bulk`), and export that gives
+fault (`parse`, against the types of `rules`, over the pieces `stream` reads), import
+in one transaction (`importing`, rows from `columns` inserted by `bulk`), and export that gives
 back what was read (`export`, written safely by `files`).
 
 Canonical form: `json.dumps(state, indent=2, ensure_ascii=False)`, UTF-8, no
@@ -24,13 +24,19 @@ from .importing import (
     ImportSummary,
     current_counts,
     import_bytes,
+    import_file,
+    import_path,
     import_state,
     state_counts,
 )
-from .parse import StateFileError, parse_state
+from .parse import CheckedFile, StateFileError, check_file, parse_state
 
 __all__ = [
     "DUPLICATE_RULES",
+    "CheckedFile",
+    "check_file",
+    "import_file",
+    "import_path",
     "ImportSummary",
     "StateFileError",
     "backup_state",

@@ -21,21 +21,25 @@ from ..models import Message
 from . import columns
 
 BATCH_SIZE = 2000
+# Memory holds one batch: 2,000 messages are about 1 MB of JSON, but 2,000 with bodies
+# of 65,536 characters would be 260 MB, so a batch also ends at this much JSON.
+BATCH_BYTES = 2 * 1024 * 1024
 # SQLite's page cache while importing (KiB, negative = size): the indexes of a
 # large import do not fit the default 2 MB and are re-read from disk otherwise.
 SQLITE_IMPORT_CACHE_KIB = 262_144
 
 
-def message_rows(messages: dict, keep: dict[str, tuple[str, int]] | None) -> Iterator[dict]:
-    """One columns.import_row per message, in file order. With `keep`
-    (id -> (list, index)), only the kept occurrence of each id."""
+def message_rows(
+    messages: Iterable[tuple[str, int, dict]], keep: dict[str, tuple[str, int]] | None
+) -> Iterator[dict]:
+    """One columns.import_row per (list, index, message), in their order. With `keep`
+    (id -> (list, index) for the ids found more than once), only the kept occurrence."""
     tz = timezone.get_current_timezone()
     to_time = _time_adapter(tz)
-    for status, items in messages.items():
-        for index, obj in enumerate(items):
-            if keep is not None and keep[obj["id"]] != (status, index):
-                continue
-            yield columns.import_row(obj, status, index, tz=tz, to_time=to_time)
+    for status, index, obj in messages:
+        if keep is not None and keep.get(obj["id"], (status, index)) != (status, index):
+            continue
+        yield columns.import_row(obj, status, index, tz=tz, to_time=to_time)
 
 
 _UTC_NAMES = {
@@ -163,11 +167,15 @@ def _copy(cursor, sql: str, batch: list[tuple]) -> None:
 
 
 def _batches(rows: Iterable[dict]) -> Iterator[list[dict]]:
+    """BATCH_SIZE rows, or fewer of long messages: at most BATCH_BYTES of their JSON."""
     batch: list[dict] = []
+    size = 0
     for row in rows:
         batch.append(row)
-        if len(batch) >= BATCH_SIZE:
+        size += len(row["raw"])
+        if len(batch) >= BATCH_SIZE or size >= BATCH_BYTES:
             yield batch
             batch = []
+            size = 0
     if batch:
         yield batch

@@ -6,14 +6,18 @@ from __future__ import annotations
 import os
 import stat
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 NEW_FILE_MODE = 0o600  # every customer's number and message: the owner's only
 
 
-def write_atomically(path: Path | str, data: bytes, *, mode: int | None = None) -> Path:
+def write_atomically(
+    path: Path | str, data: bytes | Iterable[bytes], *, mode: int | None = None
+) -> Path:
     """Write to a temporary file in the same folder, flush, fsync, then replace:
-    an interrupted write leaves the old file intact.
+    an interrupted write leaves the old file intact. `data`: bytes, or chunks of them
+    written as they come (an export that streams).
 
     A new file is created NEW_FILE_MODE (0600) whatever the umask; a replaced file
     keeps its mode and, where the writer may set it, its group (README: a script
@@ -23,7 +27,8 @@ def write_atomically(path: Path | str, data: bytes, *, mode: int | None = None) 
     try:
         _take_permissions(handle, path, mode)
         with os.fdopen(handle, "wb") as tmp:
-            tmp.write(data)
+            for chunk in (data,) if isinstance(data, bytes) else data:
+                tmp.write(chunk)
             tmp.flush()
             os.fsync(tmp.fileno())
         os.replace(tmp_name, path)

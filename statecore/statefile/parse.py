@@ -2,64 +2,62 @@
 
 Strict JSON only (no NaN/Infinity, no key twice, no NUL character), and the
 types of STATE_FORMAT.md at every level. Missing keys are not wrong.
+
+A file is checked in one pass over its text (`check_file`, reading it in pieces
+through `stream`), holding one message at a time: the import then reads it again
+to insert (`items`), so memory does not grow with the file.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import BinaryIO
 
-from .rules import MAX_DEPTH, DuplicateKeys, JSONConstant, check_json, check_state
+from ..models import Status
+from . import stream
+from .rules import (
+    LOG_RULES,
+    MAX_DEPTH,
+    JSONConstant,
+    _unstorable,
+    _Walker,
+    check_json,
+    join,
+)
 
 MAX_ERRORS_SHOWN = 20
+MAX_ERRORS_KEPT = 1000  # a file of a million wrong values need not hold them all
 _UNSTORABLE_ESCAPE = re.compile(r"\\u(?:0000|[dD][89abcdefABCDEF])")
-_UNSTORABLE_ESCAPE_BYTES = re.compile(rb"\\u(?:0000|[dD][89abcdefABCDEF])")
-# A well-formed 4-byte UTF-8 sequence: one character beyond U+FFFF.
-_ASTRAL_UTF8 = re.compile(rb"[\xf0-\xf4][\x80-\xbf]{3}")
-_BRACKETS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+_BRACKETS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.S)
 _LONG_NUMBER = re.compile(r"\d{4301,}")  # Python reads at most 4,300 digits
 
 
 class StateFileError(ValueError):
-    """A refused file. `errors` is a list of (place, problem)."""
+    """A refused file. `errors` is a list of (place, problem); `total` counts them
+    all where only the first MAX_ERRORS_KEPT were kept."""
 
-    def __init__(self, errors: list[tuple[str, str]]) -> None:
+    def __init__(self, errors: list[tuple[str, str]], total: int | None = None) -> None:
         self.errors = errors
+        self.total = len(errors) if total is None else total
         lines = [
             f"{place}: {problem}" if place else problem
             for place, problem in errors[:MAX_ERRORS_SHOWN]
         ]
-        if len(errors) > MAX_ERRORS_SHOWN:
-            lines.append(f"... and {len(errors) - MAX_ERRORS_SHOWN} more")
+        if self.total > MAX_ERRORS_SHOWN:
+            lines.append(f"... and {self.total - MAX_ERRORS_SHOWN} more")
         super().__init__("\n".join(lines))
 
 
-def _pairs_hook(pairs: list[tuple[str, object]]) -> dict:
-    obj = dict(pairs)
-    if len(obj) != len(pairs):
-        seen: set[str] = set()
-        dup = DuplicateKeys(obj)
-        dup.duplicates = [k for k, _ in pairs if k in seen or seen.add(k)]
-        return dup
-    return obj
-
-
 def parse_state(data: bytes | str) -> dict:
-    """The state in `data`, or StateFileError naming every fault's place."""
-    if isinstance(data, bytes) and _ASTRAL_UTF8.search(data):
-        # One character beyond U+FFFF (an emoji) makes Python hold the whole
-        # decoded text at 4 bytes per character, 4x the file before parsing.
-        # Written as the JSON escape pair it stands for, the text stays at 1-2
-        # bytes per character and parses to the very same strings.
-        pairs = _EscapePairs()
-        try:
-            return _parse_text(
-                _ASTRAL_UTF8.sub(lambda m: pairs[m[0]], data).decode("utf-8"),
-                check_text=_UNSTORABLE_ESCAPE_BYTES.search(data) is not None,
-            )
-        except (StateFileError, UnicodeDecodeError):
-            pass  # refused: read again as it is, so that each place is named exactly
-    return _parse_bytes(data)
+    """The state in `data`, or StateFileError naming every fault's place (the whole
+    state in memory: check_file reads a file in pieces and holds one message)."""
+    if isinstance(data, str):
+        data = data.encode("utf-8", "surrogatepass")
+    return check_file(lambda: io.BytesIO(data), collect=True).state
 
 
 def parse_json(data: bytes) -> object:
@@ -69,21 +67,7 @@ def parse_json(data: bytes) -> object:
     return _parse_bytes(data, check=check_json)
 
 
-class _EscapePairs(dict):
-    """A 4-byte UTF-8 sequence -> its JSON escape pair (as is when not UTF-8)."""
-
-    def __missing__(self, sequence: bytes) -> bytes:
-        try:
-            code = ord(sequence.decode("utf-8")) - 0x10000
-        except UnicodeDecodeError:
-            escaped = sequence
-        else:
-            escaped = b"\\u%04x\\u%04x" % (0xD800 + (code >> 10), 0xDC00 + (code & 0x3FF))
-        self[sequence] = escaped
-        return escaped
-
-
-def _parse_bytes(data: bytes | str, check=check_state) -> dict:
+def _parse_bytes(data: bytes | str, check=check_json) -> dict:
     if isinstance(data, bytes):
         try:
             text = data.decode("utf-8")
@@ -96,12 +80,12 @@ def _parse_bytes(data: bytes | str, check=check_state) -> dict:
     return _parse_text(text, check=check)
 
 
-def _parse_text(text: str, check_text: bool | None = None, check=check_state) -> dict:
+def _parse_text(text: str, check_text: bool | None = None, check=check_json) -> dict:
     text = text.removeprefix("\ufeff")
     if not text.strip():
         raise StateFileError([("", "the file is empty: expected a JSON object")])
     try:
-        state = json.loads(text, object_pairs_hook=_pairs_hook, parse_constant=JSONConstant)
+        state = json.loads(text, object_pairs_hook=stream._pairs_hook, parse_constant=JSONConstant)
     except json.JSONDecodeError as exc:
         problem = exc.msg.removesuffix(" at")  # "Invalid control character at"
         raise StateFileError([(f"line {exc.lineno}, column {exc.colno}", problem)]) from None
@@ -145,21 +129,199 @@ def _too_deep_at(text: str) -> int | None:
     return None
 
 
-def find_duplicate_ids(state: dict) -> dict[str, list[str]]:
-    """Every id stored more than once, with the places it is at (in file order)."""
-    lists = state.get("messages") or {}
-    seen: set[str] = set()
-    twice: set[str] = set()
-    for items in lists.values():
-        for obj in items:
+Opener = Callable[[], BinaryIO]
+
+
+@dataclass
+class CheckedFile:
+    """What the check of a valid file learnt: its top-level values in file order
+    (`messages` as {list: []}, `message_log` as []), the counts of state_counts,
+    every id found more than once with its places (list, index), and (`collect`)
+    the whole state."""
+
+    skeleton: dict = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+    duplicates: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
+    state: dict | None = None
+
+
+def check_file(open_stream: Opener, *, collect: bool = False) -> CheckedFile:
+    """Check the file `open_stream()` gives, in one pass of small pieces; the same
+    faults at the same places as reading it whole. StateFileError on any fault.
+
+    Ids are compared by their hash during the pass (a small int per message, not the
+    id); only if two hashes meet is the file read once more for the ids themselves."""
+    checker = _Checker(collect=collect)
+    with open_stream() as source:
+        _walk(stream.Reader(source), checker.handle)
+    if checker.errors.total:
+        raise StateFileError(list(checker.errors), checker.errors.total)
+    checked = CheckedFile(skeleton=checker.skeleton, counts=checker.counts)
+    if checker.twice:
+        checked.duplicates = _places_of_ids(open_stream, checker.twice)
+    if collect:
+        checked.state = checker.skeleton
+    return checked
+
+
+def items(open_stream: Opener) -> Iterator[tuple]:
+    """The messages ((MESSAGE, list, index, obj, _)) and log entries ((ENTRY, index,
+    obj, _)) of a checked file, in file order, one at a time."""
+    with open_stream() as source:
+        try:
+            for event in stream.Reader(source, check_text=False).events():
+                if event[0] in (stream.MESSAGE, stream.ENTRY):
+                    yield event
+        except stream.Fault as fault:  # the file changed since it was checked
+            raise StateFileError([(fault.place, fault.problem)]) from None
+
+
+def _walk(reader: stream.Reader, handle: Callable[[tuple], None]) -> None:
+    try:
+        for event in reader.events():
+            handle(event)
+    except stream.Fault as fault:
+        if fault.utf8_first:
+            try:
+                reader.drain()
+            except stream.Fault as utf8:
+                fault = utf8
+        raise StateFileError([(fault.place, fault.problem)]) from None
+
+
+def _places_of_ids(open_stream: Opener, hashes: set[int]) -> dict[str, list[tuple[str, int]]]:
+    places: dict[str, list[tuple[str, int]]] = {}
+    for event in items(open_stream):
+        if event[0] == stream.MESSAGE:
+            _, name, index, obj, _ = event
             mid = obj["id"]
-            if mid in seen:
-                twice.add(mid)
-            seen.add(mid)
-    places: dict[str, list[str]] = {}
-    if twice:
-        for status, items in lists.items():
-            for index, obj in enumerate(items):
-                if obj["id"] in twice:
-                    places.setdefault(obj["id"], []).append(f"{status}[{index}]")
-    return places
+            if hash(mid) in hashes:
+                places.setdefault(mid, []).append((name, index))
+    return {mid: where for mid, where in places.items() if len(where) > 1}
+
+
+def duplicate_faults(checked: CheckedFile, advice: str = "") -> list[tuple[str, str]]:
+    """The refusal of ids found more than once: each id with every place it is at."""
+    return [
+        (
+            f"messages ({', '.join(f'{name}[{index}]' for name, index in places)})",
+            f"the id {mid!r} appears more than once{advice}",
+        )
+        for mid, places in checked.duplicates.items()
+    ]
+
+
+class _Faults(list):
+    """The faults found, the first MAX_ERRORS_KEPT kept, all counted."""
+
+    total = 0
+
+    def append(self, fault: tuple[str, str]) -> None:
+        self.total += 1
+        if len(self) < MAX_ERRORS_KEPT:
+            super().append(fault)
+
+    def insert(self, index: int, fault: tuple[str, str]) -> None:
+        self.total += 1
+        super().insert(index, fault)
+        if len(self) > MAX_ERRORS_KEPT:
+            self.pop()
+
+
+class _Checker:
+    """The walk's events checked by the rules' walker, in the order reading the
+    whole state would name them (an object's key faults before its values')."""
+
+    def __init__(self, *, collect: bool) -> None:
+        self.errors = _Faults()
+        self.walker = _Walker(self.errors, check_text=False)
+        self.collect = collect
+        self.skeleton: dict = {}
+        self.counts = {status: 0 for status in Status.values} | {"message_log": 0}
+        self.hashes: set[int] = set()
+        self.twice: set[int] = set()
+        self._keys_seen: dict[str, set[str]] = {"": set(), "messages": set()}
+        self._head = {"": 0, "messages": 0}  # where an object's next key fault goes
+        self._collecting: list = []
+        self._list_path = ""
+
+    def handle(self, event: tuple) -> None:
+        getattr(self, "_" + event[0].replace("-", "_"))(*event[1:])
+
+    def _key(self, path: str, key: str) -> None:
+        seen = self._keys_seen[path]
+        if key in seen:
+            self._key_fault(path, join(path, key), "the same key appears twice in one object")
+        problem = _unstorable(key)
+        if problem:
+            self._key_fault(path, join(path, key), f"a key {problem}")
+        seen.add(key)
+        if path:
+            self._list_path = join(path, key)
+            self._collecting = self.skeleton["messages"][key] = []
+        elif key == "messages":
+            self.skeleton[key] = {}
+            self._keys_seen["messages"] = set()
+            self._head["messages"] = len(self.errors)
+        elif key == "message_log":
+            self._collecting = self.skeleton[key] = []
+
+    def _key_fault(self, path: str, place: str, problem: str) -> None:
+        self.errors.insert(self._head[path], (place, problem))
+        self._head[path] += 1
+        if not path:
+            self._head["messages"] += 1
+
+    def _root(self, value: object, check_text: bool) -> None:
+        self.walker.check_text = check_text
+        self.walker.state(value)
+        self.skeleton = value
+
+    def _value(self, key: str, value: object, check_text: bool) -> None:
+        self.walker.check_text = check_text
+        self.walker.top(key, value)
+        self.skeleton[key] = value
+
+    def _list(self, name: str) -> None:
+        self.walker.status_list("messages", name, [])
+
+    def _list_value(self, name: str, value: object, check_text: bool) -> None:
+        self.walker.check_text = check_text
+        self.walker.status_list("messages", name, value)
+        self.skeleton["messages"][name] = value
+
+    def _message(self, name: str, index: int, obj: object, check_text: bool) -> None:
+        walker = self.walker
+        walker.check_text = check_text
+        walker.containers = 0
+        place = f"{self._list_path}[{index}]"
+        walker.message(place, obj, name)
+        self._item_done(place, obj, "message")
+        if name in self.counts:
+            self.counts[name] += 1
+        mid = obj.get("id") if type(obj) is dict else None
+        if type(mid) is str:
+            digest = hash(mid)
+            if digest in self.hashes:
+                self.twice.add(digest)
+            else:
+                self.hashes.add(digest)
+
+    def _log(self) -> None:
+        pass
+
+    def _entry(self, index: int, obj: object, check_text: bool) -> None:
+        walker = self.walker
+        walker.check_text = check_text
+        walker.containers = 0
+        place = f"message_log[{index}]"
+        walker.entry(place, obj, LOG_RULES, "log entry")
+        self._item_done(place, obj, "log entry")
+        self.counts["message_log"] += 1
+
+    def _item_done(self, place: str, obj: object, what: str) -> None:
+        nested = self.walker.containers - (type(obj) is list)  # a list counts itself
+        if nested > stream.MAX_ITEM_CONTAINERS:
+            raise stream.Fault(place, stream.item_limit_problem(what), utf8_first=False)
+        if self.collect:
+            self._collecting.append(obj)

@@ -171,6 +171,7 @@ class _Walker:
     def __init__(self, errors: list[tuple[str, str]], *, check_text: bool) -> None:
         self.errors = errors
         self.check_text = check_text
+        self.containers = 0  # objects and lists met by value(): the import's limits
 
     def fail(self, path: str, problem: str) -> None:
         self.errors.append((path or "(top level)", problem))
@@ -182,19 +183,23 @@ class _Walker:
             return
         self._keys("", state)
         for key, value in state.items():
-            path = join("", key)
-            if key in TOP_OBJECTS:
-                self.object(path, value, TOP_OBJECTS[key])
-            elif key == "messages":
-                self.messages(path, value)
-            elif key == "message_log":
-                self.entries(path, value, LOG_RULES, "log entry")
-            else:
-                rule = TOP_VALUES.get(key)
-                problem = rule(value) if rule else None
-                if problem:
-                    self.fail(path, problem)
-                self.value(path, value, 1)
+            self.top(key, value)
+
+    def top(self, key: str, value: object) -> None:
+        """One top-level key's value."""
+        path = join("", key)
+        if key in TOP_OBJECTS:
+            self.object(path, value, TOP_OBJECTS[key])
+        elif key == "messages":
+            self.messages(path, value)
+        elif key == "message_log":
+            self.entries(path, value, LOG_RULES, "log entry")
+        else:
+            rule = TOP_VALUES.get(key)
+            problem = rule(value) if rule else None
+            if problem:
+                self.fail(path, problem)
+            self.value(path, value, 1)
 
     def object(self, path: str, value: object, rules: dict, depth: int = 1) -> None:
         if not isinstance(value, dict):
@@ -226,15 +231,19 @@ class _Walker:
             return
         self._keys(path, value)
         for name, items in value.items():
-            list_path = join(path, name)
-            if name not in Status.values:
-                self.fail(list_path, f"not a status: the lists are {', '.join(Status.values)}")
-            if not isinstance(items, list):
-                self.fail(list_path, "expected a list of messages")
-                self.value(list_path, items, 2)
-                continue
-            for index, obj in enumerate(items):
-                self.message(f"{list_path}[{index}]", obj, name)
+            self.status_list(path, name, items)
+
+    def status_list(self, path: str, name: str, items: object) -> None:
+        """One list of `messages` (path: the path of `messages`)."""
+        list_path = join(path, name)
+        if name not in Status.values:
+            self.fail(list_path, f"not a status: the lists are {', '.join(Status.values)}")
+        if not isinstance(items, list):
+            self.fail(list_path, "expected a list of messages")
+            self.value(list_path, items, 2)
+            return
+        for index, obj in enumerate(items):
+            self.message(f"{list_path}[{index}]", obj, name)
 
     def message(self, path: str, obj: object, list_name: str) -> None:
         if not isinstance(obj, dict):
@@ -264,11 +273,14 @@ class _Walker:
             self.value(path, value, 1)
             return
         for index, entry in enumerate(value):
-            if not isinstance(entry, dict):
-                self.fail(f"{path}[{index}]", f"expected a {what} object")
-                self.value(f"{path}[{index}]", entry, 2)
-            else:
-                self.object(f"{path}[{index}]", entry, rules, depth=2)
+            self.entry(f"{path}[{index}]", entry, rules, what)
+
+    def entry(self, path: str, entry: object, rules: dict, what: str) -> None:
+        if not isinstance(entry, dict):
+            self.fail(path, f"expected a {what} object")
+            self.value(path, entry, 2)
+        else:
+            self.object(path, entry, rules, depth=2)
 
     def _keys(self, path: str, obj: dict) -> None:
         if isinstance(obj, DuplicateKeys):
@@ -294,6 +306,7 @@ class _Walker:
         elif isinstance(value, JSONConstant):
             self.fail(path, f"{value.text} is not a JSON number")
         elif isinstance(value, dict | list):
+            self.containers += 1
             if depth > MAX_DEPTH:
                 self.fail(path, f"nesting too deep (over {MAX_DEPTH} levels)")
                 return

@@ -137,6 +137,7 @@ def gateway(*, status_timeout: float = 5.0, send_timeout: float = 30.0) -> Gatew
 def address() -> str:
     """Where the configured gateway is, for pages and logs (never a secret)."""
     if kind() == wwebjs.KIND:
+        # Imported here: the settings import this package before the models are ready.
         from statecore import rootstate
 
         return rootstate.api_endpoint()

@@ -77,6 +77,7 @@ def cannot_reach(address: str) -> str:
 
 def client(settings: object, *, status_timeout: float, send_timeout: float) -> WwebjsGateway:
     """The client of the service at the state's `api_endpoint`."""
+    # Imported here: the settings import this package before the models are ready.
     from statecore import rootstate
 
     return WwebjsGateway(

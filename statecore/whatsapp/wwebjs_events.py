@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import segno
 
+from .. import clock
 from ..statefile.parse import StateFileError, parse_json
 from .model import State, Status
 
@@ -118,8 +119,6 @@ def _detail(kind: str, payload: dict) -> str:
 
 
 def _text(event: dict, key: str, *, required: bool) -> None:
-    from statecore import clock
-
     if key not in event:
         if required:
             raise EventRefused(f"{key}: missing (a {event['event']} event needs it)")

@@ -71,7 +71,11 @@
     return function () {
       var card = current();
       var button = card && card.querySelector('[data-key="' + key + '"]');
-      if (button) button.click();
+      if (!button) return;
+      // A card swapped in a moment ago is wired by htmx only when it settles; a key
+      // pressed before that would follow the plain link or form (a whole new page).
+      if (window.htmx) window.htmx.process(card);
+      button.click();
     };
   }
 
@@ -95,6 +99,7 @@
     e: press("e"),
     r: press("r"),
     u: press("u"),
+    c: press("c"),
     x: toggleSelect,
     "?": showHelp,
   };
@@ -142,8 +147,29 @@
   // --- After htmx swaps ----------------------------------------------------------
 
   document.body.addEventListener("htmx:beforeRequest", function (event) {
-    var card = event.detail.elt.closest && event.detail.elt.closest("[data-card]");
+    var elt = event.detail.elt;
+    // The conversation toggles: open, the same button (or `c`) folds it away again.
+    if (elt.hasAttribute && elt.hasAttribute("data-thread")) {
+      var slot = document.getElementById(elt.getAttribute("aria-controls"));
+      if (slot && slot.firstElementChild) {
+        event.preventDefault();
+        slot.replaceChildren();
+        elt.setAttribute("aria-expanded", "false");
+      }
+      return;
+    }
+    var card = elt.closest && elt.closest("[data-card]");
     if (card) actingId = card.id;
+  });
+
+  document.body.addEventListener("htmx:afterSwap", function (event) {
+    var slot = event.detail.target;
+    if (!slot || !slot.classList || !slot.classList.contains("thread-slot")) return;
+    var opener = document.querySelector('[data-thread][aria-controls="' + slot.id + '"]');
+    if (opener) opener.setAttribute("aria-expanded", "true");
+    // The newest messages are the ones that matter: the end of the conversation in view.
+    var last = slot.querySelector(".thread-list > :last-child");
+    if (last && opener) last.scrollIntoView({ block: "nearest" });
   });
 
   document.body.addEventListener("htmx:afterSettle", function (event) {
@@ -170,6 +196,24 @@
     }
     placeNewCards();
     refresh();
+    announce();
+  });
+
+  // The edit box opens with the cursor after the draft's last word, ready to add to it:
+  // set when the box is first focused (htmx's autofocus, a click, the page's own autofocus),
+  // never later, so it neither moves a cursor someone placed nor races their first keys.
+  var placed = new WeakSet();
+
+  function cursorToEnd(box) {
+    if (!box || placed.has(box)) return;
+    placed.add(box);
+    var end = box.value.length;
+    box.setSelectionRange(end, end);
+    box.scrollTop = box.scrollHeight;
+  }
+
+  document.addEventListener("focusin", function (event) {
+    if (event.target.matches && event.target.matches(".edit-form textarea")) cursorToEnd(event.target);
   });
 
   // The poll removes cards others handled; a card someone is editing stays, with the news.
@@ -210,6 +254,7 @@
     if (!list) return;
     list.querySelectorAll("[data-card][data-new]").forEach(function (card) {
       card.removeAttribute("data-new");
+      if (card.hasAttribute("data-pending")) notify(card, "New draft");
       var order = card.getAttribute("data-order") || "";
       var before = null;
       cards().some(function (other) {
@@ -333,6 +378,126 @@
     toast("The server cannot be reached. Check the connection; the page retries by itself.");
   });
 
+  // --- The tab's title and notifications ---------------------------------------------
+
+  var TITLE_COUNT = /^\(\d+\) /;
+  var NOTIFY_KEY = "queue.notify";
+  var ANNOUNCED_KEY = "queue.announcedOverdue";
+
+  // "(3) Queue · ...": the drafts waiting, as the header's count (which the poll renews).
+  function updateTitle() {
+    var count = document.querySelector("#queue-counts .count-pending .count-n");
+    if (!count) return;
+    var waiting = parseInt(count.textContent, 10) || 0;
+    var base = document.title.replace(TITLE_COUNT, "");
+    document.title = waiting > 0 ? "(" + waiting + ") " + base : base;
+  }
+
+  function notificationsOn() {
+    return "Notification" in window && window.Notification.permission === "granted" && storage("localStorage", NOTIFY_KEY) === "on";
+  }
+
+  function storage(store, key, value) {
+    try {
+      if (value === undefined) return window[store].getItem(key);
+      window[store].setItem(key, value);
+    } catch (error) {
+      return null; // storage off (private mode): notifications simply stay off
+    }
+    return value;
+  }
+
+  function showNotifyButton() {
+    var button = document.querySelector("[data-notify]");
+    if (!button) return;
+    if (!("Notification" in window) || !cardList()) {
+      button.hidden = true;
+      return;
+    }
+    button.hidden = false;
+    var on = notificationsOn();
+    var blocked = window.Notification.permission === "denied";
+    button.setAttribute("aria-pressed", on ? "true" : "false");
+    button.textContent = blocked ? "Notifications blocked by the browser" : on ? "Notifications on" : "Notify me";
+    button.disabled = blocked;
+  }
+
+  // The permission is asked here only, on the reviewer's click: never on load.
+  function toggleNotify() {
+    if (notificationsOn()) {
+      storage("localStorage", NOTIFY_KEY, "off");
+      showNotifyButton();
+      return;
+    }
+    storage("localStorage", NOTIFY_KEY, "on");
+    if (window.Notification.permission === "granted") {
+      showNotifyButton();
+      return;
+    }
+    Promise.resolve(window.Notification.requestPermission()).then(showNotifyButton, showNotifyButton);
+  }
+
+  function cardName(card) {
+    var name = card.querySelector(".who-name");
+    return name ? name.textContent.trim() : "";
+  }
+
+  // Only while the tab is hidden: a reviewer looking at the page sees the card arrive.
+  function notify(card, what) {
+    if (document.visibilityState !== "hidden" || !notificationsOn()) return false;
+    var note = new window.Notification(what + ": " + cardName(card), { body: "Waiting in the queue.", tag: card.id });
+    note.onclick = function () {
+      window.focus();
+      var target = document.getElementById(card.id);
+      if (target) setCurrent(target, true);
+    };
+    return true;
+  }
+
+  function announcedIds() {
+    try {
+      return JSON.parse(storage("sessionStorage", ANNOUNCED_KEY) || "[]");
+    } catch (error) {
+      return [];
+    }
+  }
+
+  // A draft waiting past the overdue mark is announced once per tab (kept across reloads).
+  function announce() {
+    var list = cardList();
+    if (!list || document.visibilityState !== "hidden" || !notificationsOn()) return;
+    var limit = 60 * Number(list.getAttribute("data-overdue-minutes") || 0);
+    if (!limit) return;
+    var done = announcedIds();
+    cards().forEach(function (card) {
+      if (!card.hasAttribute("data-pending") || done.indexOf(card.id) !== -1) return;
+      var age = card.querySelector(".waited time[data-age]");
+      var base = age && ageBase.get(age);
+      var waited = base ? base.seconds + (Date.now() - base.at) / 1000 : NaN;
+      if (!(waited >= limit) && !card.classList.contains("is-overdue")) return;
+      if (notify(card, "Overdue")) done.push(card.id);
+    });
+    storage("sessionStorage", ANNOUNCED_KEY, JSON.stringify(done.slice(-500)));
+  }
+
+  document.addEventListener("click", function (event) {
+    if (event.target.closest && event.target.closest("[data-notify]")) toggleNotify();
+  });
+
+  // --- Filters folded on a phone ------------------------------------------------------
+
+  var NARROW = window.matchMedia("(max-width: 720px)");
+
+  function foldFilters() {
+    var fold = document.querySelector("details[data-fold-narrow]");
+    if (!fold) return;
+    // A wide screen has no "Filters" toggle to open them again: always open there.
+    if (!NARROW.matches) fold.open = true;
+    else if (!fold.hasAttribute("data-filtered")) fold.open = false;
+  }
+
+  if (NARROW.addEventListener) NARROW.addEventListener("change", foldFilters);
+
   // --- Start ------------------------------------------------------------------------
 
   function refresh() {
@@ -342,11 +507,15 @@
     armUndo();
     tickAges();
     updateBulk();
+    updateTitle();
   }
 
+  foldFilters();
   refresh();
+  showNotifyButton();
+  if (document.activeElement && document.activeElement.matches(".edit-form textarea")) cursorToEnd(document.activeElement);
   var first = document.querySelector("#card-list [data-pending]");
   if (first) setCurrent(first, false);
   window.setInterval(tickUndo, TICK_MS);
-  window.setInterval(tickAges, AGE_TICK_MS);
+  window.setInterval(function () { tickAges(); announce(); }, AGE_TICK_MS);
 })();

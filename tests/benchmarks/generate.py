@@ -12,12 +12,19 @@ arguments always give the same bytes.
 from __future__ import annotations
 
 import argparse
+import heapq
 import json
 import random
+import shutil
 import sys
+import tempfile
+from collections import deque
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 STATUSES = ("incoming", "pending_approval", "approved", "rejected", "sent", "failed")
 
@@ -180,7 +187,7 @@ def _log_entry(rng: random.Random, reply: dict[str, Any]) -> dict[str, Any]:
 
 def _statistics(
     rng: random.Random,
-    messages: dict[str, list[dict[str, Any]]],
+    sizes: dict[str, int],
     last_received: Any,
     last_sent: Any,
 ) -> dict[str, Any]:
@@ -189,59 +196,90 @@ def _statistics(
     def extra() -> int:
         return rng.randrange(0, 50)
 
-    moved_past_approval = (
-        len(messages["approved"]) + len(messages["sent"]) + len(messages["failed"])
-    )
+    moved_past_approval = sizes["approved"] + sizes["sent"] + sizes["failed"]
     return {
-        "total_incoming": len(messages["incoming"]) + extra(),
-        "total_sent": len(messages["sent"]) + extra(),
-        "total_failed": len(messages["failed"]) + extra(),
+        "total_incoming": sizes["incoming"] + extra(),
+        "total_sent": sizes["sent"] + extra(),
+        "total_failed": sizes["failed"] + extra(),
         "total_approved": moved_past_approval + extra(),
-        "total_rejected": len(messages["rejected"]) + extra(),
+        "total_rejected": sizes["rejected"] + extra(),
         "last_message_received": last_received,
         "last_message_sent": last_sent,
     }
 
 
-def generate_state(n: int, seed: int = 0) -> dict[str, Any]:
-    """A canonical state holding exactly ``n`` messages, deterministic per ``seed``."""
-    if n < 0:
-        raise ValueError("n must be >= 0")
-    rng = random.Random(seed)
+Emit = Callable[[str, dict[str, Any]], None]
+
+
+@dataclass
+class _Lists:
+    """What the rest of the state needs to know of the six lists once they are out."""
+
+    sizes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STATUSES, 0))
+    last_sent: Any = None
+    logged: deque = field(default_factory=lambda: deque(maxlen=MESSAGE_LOG_LIMIT))
+    last_event: datetime = _START
+
+    def count(self, status: str, message: dict[str, Any]) -> None:
+        self.sizes[status] += 1
+        if status == "sent":
+            self.last_sent = message["status_updated_at"]
+        if status in ("sent", "failed", "rejected"):
+            self.logged.append(message)
+
+
+def _emit_lists(rng: random.Random, n: int, emit: Emit) -> tuple[_Lists, datetime]:
+    """Hand every message to ``emit`` in its list's order, holding only a few replies.
+
+    Each list is in append order, i.e. by the moment a message entered it. A
+    reply enters at most a few hours after the message it answers, and every
+    later reply after a later message, so a reply whose moment has passed can
+    go out: the heap holds a few hours of replies, not the whole file's.
+    """
     statuses = _reply_statuses(rng, n)
     n_incoming = n - len(statuses)
     answered = set(rng.sample(range(n_incoming), len(statuses)))
-
-    incoming: list[dict[str, Any]] = []
+    lists = _Lists()
     # (moment it entered its list, creation order, list name, reply)
-    placed: list[tuple[datetime, int, str, dict[str, Any]]] = []
+    waiting: list[tuple[datetime, int, str, dict[str, Any]]] = []
+    created = 0
+
+    def release(until: datetime | None) -> None:
+        while waiting and (until is None or waiting[0][0] < until):
+            entered, _, status, reply = heapq.heappop(waiting)
+            lists.last_event = max(lists.last_event, entered)
+            emit(status, reply)
+            lists.count(status, reply)
+
     moment = _START
     status_iter = iter(statuses)
     for index in range(n_incoming):
         moment += timedelta(seconds=rng.randrange(1, 240))
+        release(moment)  # every reply still to come enters after this moment
         message = _incoming(rng, index, moment)
-        incoming.append(message)
+        emit("incoming", message)
+        lists.count("incoming", message)
         if index in answered:
             status = next(status_iter)
             reply, entered = _reply(
                 rng, message, status, moment + timedelta(seconds=rng.randrange(2, 30))
             )
-            placed.append((entered, len(placed), status, reply))
+            heapq.heappush(waiting, (entered, created, status, reply))
+            created += 1
+    release(None)
+    if not created:
+        lists.last_event = moment
+    return lists, moment
 
-    # Each list is in append order, i.e. by the moment a message entered it.
-    placed.sort(key=lambda item: (item[0], item[1]))
-    messages: dict[str, list[dict[str, Any]]] = {status: [] for status in STATUSES}
-    messages["incoming"] = incoming
-    for _, _, status, reply in placed:
-        messages[status].append(reply)
 
-    logged = [reply for _, _, status, reply in placed if status in ("sent", "failed", "rejected")]
-    message_log = [_log_entry(rng, reply) for reply in logged[-MESSAGE_LOG_LIMIT:]]
+def _state_around(rng: random.Random, messages: Any, lists: _Lists, moment: datetime) -> dict:
+    """The whole state, ``messages`` being the six lists (or stand-ins for them)."""
+    message_log = [_log_entry(rng, reply) for reply in lists.logged]
     # The scripts stamp the counters with now(), not with the message's own timestamp.
-    last_received = moment.replace(microsecond=637249).isoformat() if incoming else None
-    last_sent = messages["sent"][-1]["status_updated_at"] if messages["sent"] else None
-    last_event = max((item[0] for item in placed), default=moment)
-
+    last_received = (
+        moment.replace(microsecond=637249).isoformat() if lists.sizes["incoming"] else None
+    )
+    last_event = lists.last_event
     return {
         "session": {
             "authenticated": True,
@@ -274,7 +312,7 @@ def generate_state(n: int, seed: int = 0) -> dict[str, Any]:
         "incoming_messages": [],
         "pending_replies": [],
         "generated_replies": [],
-        "statistics": _statistics(rng, messages, last_received, last_sent),
+        "statistics": _statistics(rng, lists.sizes, last_received, lists.last_sent),
         "metadata": {
             "version": "1.0.0",
             "created_at": _START.replace(microsecond=464283).isoformat(),
@@ -283,16 +321,71 @@ def generate_state(n: int, seed: int = 0) -> dict[str, Any]:
     }
 
 
+def generate_state(n: int, seed: int = 0) -> dict[str, Any]:
+    """A canonical state holding exactly ``n`` messages, deterministic per ``seed``."""
+    if n < 0:
+        raise ValueError("n must be >= 0")
+    rng = random.Random(seed)
+    messages: dict[str, list[dict[str, Any]]] = {status: [] for status in STATUSES}
+    lists, moment = _emit_lists(rng, n, lambda status, m: messages[status].append(m))
+    return _state_around(rng, messages, lists, moment)
+
+
 def dumps_canonical(state: dict[str, Any]) -> str:
     """The scripts' own serialisation: indent 2, raw Unicode, no trailing newline."""
     return json.dumps(state, indent=2, ensure_ascii=False)
 
 
+# A message sits at depth 3 (state > messages > list): json.dumps(indent=2) puts it 6 spaces in.
+_ITEM_INDENT = "\n      "
+
+
+def _marker(status: str) -> str:
+    return f"@@bench-list-{status}@@"
+
+
 def write_state_file(path: str | Path, n: int, seed: int = 0) -> Path:
-    """Write ``generate_state(n, seed)`` canonically (UTF-8) to ``path``."""
+    """Write ``generate_state(n, seed)`` canonically (UTF-8) to ``path``, the same bytes.
+
+    Streamed: each list goes to a spool file as it is made, and the state is
+    then written around them, so a million messages never sit in memory.
+    """
+    if n < 0:
+        raise ValueError("n must be >= 0")
     path = Path(path)
-    path.write_bytes(dumps_canonical(generate_state(n, seed)).encode("utf-8"))
+    rng = random.Random(seed)
+    with ExitStack() as stack:
+        spools = {
+            status: stack.enter_context(tempfile.TemporaryFile(dir=path.parent))
+            for status in STATUSES
+        }
+
+        def emit(status: str, message: dict[str, Any]) -> None:
+            text = json.dumps(message, indent=2, ensure_ascii=False).replace("\n", _ITEM_INDENT)
+            spool = spools[status]
+            spool.write(((",") if spool.tell() else "").encode() + (_ITEM_INDENT + text).encode())
+
+        lists, moment = _emit_lists(rng, n, emit)
+        skeleton = dumps_canonical(
+            _state_around(rng, {status: _marker(status) for status in STATUSES}, lists, moment)
+        )
+        with open(path, "wb") as out:
+            for status in STATUSES:
+                before, skeleton = skeleton.split(json.dumps(_marker(status)), 1)
+                out.write(before.encode("utf-8"))
+                _copy_list(spools[status], out)
+            out.write(skeleton.encode("utf-8"))
     return path
+
+
+def _copy_list(spool: IO[bytes], out: IO[bytes]) -> None:
+    if not spool.tell():
+        out.write(b"[]")
+        return
+    spool.seek(0)
+    out.write(b"[")
+    shutil.copyfileobj(spool, out)
+    out.write(b"\n    ]")
 
 
 def main(argv: list[str] | None = None) -> int:

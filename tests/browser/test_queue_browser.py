@@ -15,7 +15,8 @@ from tests.users import make_user
 
 pytestmark = pytest.mark.browser
 
-TITLE = "Queue · WhatsApp approvals"
+# One draft waiting: the count first, so a tab in the background says it.
+TITLE = "(1) Queue · WhatsApp approvals"
 # The page polls every 5 s: waits for what the poll brings allow two rounds.
 POLL_WAIT_MS = 12_000
 

@@ -1,12 +1,14 @@
 from __future__ import annotations
 
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
 from statecore.models import Source
-from statecore.statefile import DUPLICATE_RULES, StateFileError, import_bytes
+from statecore.statefile import DUPLICATE_RULES, StateFileError, import_path
 
 
 class Command(BaseCommand):
@@ -23,31 +25,44 @@ class Command(BaseCommand):
         parser.add_argument("--actor", default="import_state", help="who is named in the audit log")
 
     def handle(self, *args, **options):
-        data = self._read(options["file"])
+        name = options["file"]
+        if name == "-":
+            # Read twice (checked, then inserted): standard input is kept in a
+            # private temporary file first, removed on the way out.
+            with tempfile.NamedTemporaryFile(prefix="import_state-", suffix=".json") as spool:
+                shutil.copyfileobj(sys.stdin.buffer, spool, 1 << 20)
+                spool.flush()
+                summary = self._import(spool.name, name, options)
+        else:
+            self._check_readable(name)
+            summary = self._import(name, name, options)
+        if self.stdout.isatty():
+            self.stdout.write("")
+        after = ", ".join(f"{list_name} {n}" for list_name, n in summary.after.items())
+        self.stdout.write(self.style.SUCCESS(f"Imported {name}: {after}."))
+        if summary.dropped_duplicates and options["duplicates"] != "refuse":
+            self.stdout.write(
+                f"Kept one copy ({options['duplicates']}) of: {', '.join(summary.dropped_duplicates)}"
+            )
+
+    def _import(self, path: str, name: str, options: dict):
         try:
-            summary = import_bytes(
-                data,
+            return import_path(
+                path,
                 actor=options["actor"],
                 source=Source.COMMAND,
                 on_duplicate=options["duplicates"],
                 progress=self._progress if self.stdout.isatty() else None,
             )
         except StateFileError as exc:
-            raise CommandError(f"{options['file']} refused, nothing changed:\n{exc}") from None
-        if self.stdout.isatty():
-            self.stdout.write("")
-        after = ", ".join(f"{name} {n}" for name, n in summary.after.items())
-        self.stdout.write(self.style.SUCCESS(f"Imported {options['file']}: {after}."))
-        if summary.dropped_duplicates and options["duplicates"] != "refuse":
-            self.stdout.write(
-                f"Kept one copy ({options['duplicates']}) of: {', '.join(summary.dropped_duplicates)}"
-            )
+            raise CommandError(f"{name} refused, nothing changed:\n{exc}") from None
+        except OSError as exc:
+            raise CommandError(f"cannot read {name}: {exc.strerror}") from None
 
-    def _read(self, name: str) -> bytes:
-        if name == "-":
-            return sys.stdin.buffer.read()
+    def _check_readable(self, name: str) -> None:
         try:
-            return Path(name).read_bytes()
+            with Path(name).open("rb"):
+                pass
         except OSError as exc:
             raise CommandError(f"cannot read {name}: {exc.strerror}") from None
 

@@ -1,10 +1,9 @@
 from __future__ import annotations
 
 import getpass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from django.core.management.base import BaseCommand, CommandError
-from django.utils import timezone
 
 from statecore import auditlog, clock
 from statecore.models import Source
@@ -56,13 +55,9 @@ class Command(BaseCommand):
 
     def _bound(self, text: str) -> datetime:
         """The start of the day (or the moment) given, in the local zone (TIME_ZONE)."""
-        try:
-            moment = datetime.fromisoformat(text.strip())
-            if timezone.is_naive(moment):
-                moment = timezone.make_aware(moment)
-            moment.astimezone(UTC)  # near year 1 or 9999 the database cannot hold it
-        except (ValueError, OverflowError):
+        moment = clock.parse_local_moment(text)
+        if moment is None:
             raise CommandError(
                 f"--before: {text!r} is not a date; give YYYY-MM-DD (or YYYY-MM-DDTHH:MM)"
-            ) from None
+            )
         return moment
