@@ -103,7 +103,8 @@ def matches(text: str, fields: Sequence[str] = FIELDS) -> Q:
                 f"SELECT rowid FROM {TABLE} WHERE {TABLE} MATCH %s", [_fts_query(wanted, fields)]
             )
         )
-    return Q(Contains(_SearchDoc(), wanted)) & _any_field(wanted, fields)
+    held = Q(Contains(_SearchText(), wanted))
+    return held if set(fields) == set(FIELDS) else held & _any_field(wanted, fields)
 
 
 def replies_matching(text: str, own: Sequence[str], answered: Sequence[str]) -> Q:
@@ -144,7 +145,7 @@ def _answers_holding(wanted: str, fields: Sequence[str]) -> Q:
 def _answered_text(fields: Sequence[str]) -> Subquery:
     """PostgreSQL: the folded `fields` of the message a reply answers, joined by a
     character no search holds."""
-    parts = [_Fold(F(name)) for name in fields]
+    parts = [_SearchText(name) for name in fields]
     joined = parts[0]
     for part in parts[1:]:
         joined = Concat(joined, Value(_SEPARATOR), part, output_field=TextField())
@@ -169,7 +170,7 @@ def _common(wanted: str) -> bool:
                 [_fts_query(wanted, FIELDS), SPARSE + 1],
             )
             return cursor.fetchone()[0] > SPARSE
-        held = Message.objects.filter(Contains(_SearchDoc(), wanted)).values("pk")
+        held = Message.objects.filter(Contains(_SearchText(), wanted)).values("pk")
         sql, params = held.query.sql_with_params()
         cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)
         plan = cursor.fetchone()[0]
@@ -208,7 +209,9 @@ def _newest_holding(wanted: str, fields: Sequence[str]) -> RawSQL:
 
 
 def _any_field(wanted: str, fields: Sequence[str]) -> Q:
-    return Q.create([Q(Contains(_Fold(F(name)), wanted)) for name in fields], connector=Q.OR)
+    """PostgreSQL: one of `fields`, as the folded column holds it, holds `wanted`."""
+    tests = [Q(Contains(_SearchText(name), wanted)) for name in fields]
+    return Q.create(tests, connector=Q.OR)
 
 
 class _Holds(Func):
@@ -228,19 +231,25 @@ class _Holds(Func):
         return sql, (*params, *[self.wanted] * len(self.fields))
 
 
-class _Fold(Func):
-    function = FOLD_FUNCTION
+class _SearchText(Func):
+    """PostgreSQL: the message's folded text (the column `search_text` of migration 0009,
+    which the model does not declare), or one column's part of it. Written after the
+    row's id, so the name follows the query's alias for the table (U0 in a subquery)."""
+
     output_field = TextField()
 
+    def __init__(self, field: str | None = None) -> None:
+        super().__init__(F("pk"))
+        self.column = field
 
-class _SearchDoc(Func):
-    """The indexed expression of PostgreSQL (migration 0009): the same call, or no index."""
-
-    function = "search_doc"
-    output_field = TextField()
-
-    def __init__(self) -> None:
-        super().__init__(*(F(name) for name in FIELDS))
+    def as_sql(self, compiler, connection, **extra_context):
+        pk, params = compiler.compile(self.source_expressions[0])
+        column = pk[: -len(connection.ops.quote_name("id"))] + connection.ops.quote_name(
+            "search_text"
+        )
+        if self.column is None:
+            return column, params
+        return f"split_part({column}, E'\\x1f', {FIELDS.index(self.column) + 1})", params
 
 
 @contextmanager
@@ -279,8 +288,9 @@ def rebuild() -> int:
             )
             cursor.execute(f"SELECT count(*) FROM {TABLE}")
         else:
-            cursor.execute("SELECT to_regclass(%s) IS NOT NULL", [f"{TABLE}_trgm"])
-            if cursor.fetchone()[0]:  # none where the server refused pg_trgm
-                cursor.execute(f"REINDEX INDEX {TABLE}_trgm")
+            columns = ", ".join(FIELDS)
+            cursor.execute(
+                f"UPDATE {Message._meta.db_table} SET search_text = search_doc({columns})"
+            )
             cursor.execute(f"SELECT count(*) FROM {Message._meta.db_table}")
         return cursor.fetchone()[0]

@@ -2,8 +2,8 @@
 
 SQLite: an FTS5 trigram table over the folded searched columns, written by triggers
 that call `search_fold()` (registered on every connection by the app). PostgreSQL:
-the extensions pg_trgm and unaccent, `search_fold()` and `search_doc()`, and a GIN
-index over `search_doc(...)`; where the server refuses an extension, the search still
+the extensions pg_trgm and unaccent, `search_fold()` and `search_doc()`, the column
+`search_text` (not in the model) kept by a trigger, and a GIN index over it; where the server refuses an extension, the search still
 works as a scan (without accents folded when unaccent is missing) and says so here.
 """
 
@@ -82,16 +82,32 @@ def _postgresql_forward(cursor) -> None:
         f"CREATE OR REPLACE FUNCTION {here}.search_fold(text) RETURNS text "
         f"LANGUAGE sql IMMUTABLE PARALLEL SAFE STRICT AS $$ SELECT {folded} $$"
     )
-    # A unit separator between columns: no fragment a person types spans two of them.
+    # A unit separator between columns (none inside them): no fragment a person types
+    # spans two, and split_part finds each column again.
+    parts = ", ".join(f"replace(${i}, E'\\x1f', ' ')" for i in range(1, len(FIELDS) + 1))
     cursor.execute(
         f"CREATE OR REPLACE FUNCTION {here}.search_doc(text, text, text, text, text, text) "
         "RETURNS text LANGUAGE sql IMMUTABLE PARALLEL SAFE AS "
-        f"$$ SELECT {here}.search_fold(concat_ws(E'\\x1f', $1, $2, $3, $4, $5, $6)) $$"
+        f"$$ SELECT {here}.search_fold(concat_ws(E'\\x1f', {parts})) $$"
     )
+    # The folded text kept in a column of its own (by a trigger, so that a later change
+    # of a searched column's type is not refused as a generated column's would be): the
+    # index's re-check and a search walking a list read it instead of folding again.
+    new_row = ", ".join(f"NEW.{name}" for name in FIELDS)
+    cursor.execute(
+        f"CREATE OR REPLACE FUNCTION {here}.{TABLE}_text() RETURNS trigger LANGUAGE plpgsql "
+        f"AS $$ BEGIN NEW.search_text := {here}.search_doc({new_row}); RETURN NEW; END $$"
+    )
+    cursor.execute("ALTER TABLE statecore_message ADD COLUMN search_text text")
+    cursor.execute(
+        f"CREATE TRIGGER {TABLE}_text BEFORE INSERT OR UPDATE OF {COLUMNS} ON statecore_message "
+        f"FOR EACH ROW EXECUTE FUNCTION {here}.{TABLE}_text()"
+    )
+    cursor.execute(f"UPDATE statecore_message SET search_text = {here}.search_doc({COLUMNS})")
     if trgm:
         cursor.execute(
             f"CREATE INDEX {TABLE}_trgm ON statecore_message USING gin "
-            f"({here}.search_doc({COLUMNS}) {trgm}.gin_trgm_ops)"
+            f"(search_text {trgm}.gin_trgm_ops)"
         )
 
 
@@ -114,6 +130,9 @@ def backward(apps, schema_editor):
         elif connection.vendor == "postgresql":
             # The extensions stay: other databases of the server may use them.
             cursor.execute(f"DROP INDEX IF EXISTS {TABLE}_trgm")
+            cursor.execute(f"DROP TRIGGER IF EXISTS {TABLE}_text ON statecore_message")
+            cursor.execute(f"DROP FUNCTION IF EXISTS {TABLE}_text()")
+            cursor.execute("ALTER TABLE statecore_message DROP COLUMN IF EXISTS search_text")
             cursor.execute("DROP FUNCTION IF EXISTS search_doc(text, text, text, text, text, text)")
             cursor.execute("DROP FUNCTION IF EXISTS search_fold(text)")
 
