@@ -20,7 +20,7 @@ from django.conf import settings
 from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.db.models.functions import Length
 
-from statecore import chat_modes, window
+from statecore import chat_modes, search, window
 from statecore.lifecycle import MoveRefused, Refusal
 from statecore.models import Message, Status
 
@@ -33,6 +33,9 @@ PAGE_SIZE = 50
 # too long): the draft stays pending, so its card stays live and says why, not a notice
 # naming who was first.
 GATEWAY_REFUSALS = frozenset({Refusal.WINDOW_CLOSED, Refusal.TOO_LONG})
+# What a search reads of a reply, and of the customer's message it answers.
+REPLY_FIELDS = ("body", "recipient")
+ANSWERED_FIELDS = ("sender_name", "sender", "body")
 
 
 def pending_drafts(filters: dict | None = None, *, now: datetime) -> QuerySet[Message]:
@@ -58,11 +61,9 @@ def pending_drafts(filters: dict | None = None, *, now: datetime) -> QuerySet[Me
 
 def text_match(text: str) -> Q:
     """Replies whose text or recipient holds `text`, or that answer a message whose
-    sender, name or text holds it (a subquery: still one query)."""
-    senders = Message.objects.filter(
-        Q(sender_name__icontains=text) | Q(sender__icontains=text) | Q(body__icontains=text)
-    ).values("message_id")
-    return Q(body__icontains=text) | Q(recipient__icontains=text) | Q(reply_to__in=senders)
+    sender, name or text holds it (a subquery), found from the search index
+    (statecore/search.py: case and accents folded)."""
+    return search.replies_matching(text, REPLY_FIELDS, ANSWERED_FIELDS)
 
 
 # The header counts every list but incoming: customers' own messages, the largest.

@@ -749,7 +749,8 @@ def clear_list(status: str, *, actor: str, source: str) -> int:
     """Empty one list (the old `clear_messages`), audited with the ids removed."""
     status = Status(status)
     with transaction.atomic():
-        ids = list(Message.objects.filter(status=status).values_list("message_id", flat=True))
+        listed = Message.objects.filter(status=status).in_list_order()
+        ids = list(listed.values_list("message_id", flat=True))
         Message.objects.filter(status=status).delete()
         rootstate.touch()
         _audit(

@@ -13,7 +13,7 @@ from pathlib import Path
 from django.db import transaction
 from django.db.models import Count
 
-from .. import clock, rootstate
+from .. import clock, rootstate, search
 from ..models import AuditEvent, LogEntry, Message, StateRoot, Status
 from . import bulk, stream
 from .columns import dumps_compact
@@ -132,7 +132,8 @@ def import_file(
     total = sum(summary.after[s] for s in Status.values)
     with transaction.atomic():
         summary.before = current_counts()
-        with bulk.secondary_indexes_deferred():
+        # The search index too is built once at the end, not row by row.
+        with bulk.secondary_indexes_deferred(), search.deferred():
             Message.objects.all().delete()
             LogEntry.objects.all().delete()
             log = _LogWriter()

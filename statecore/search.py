@@ -1,0 +1,307 @@
+"""Text search over messages, served from an index: what people type finds what they mean.
+
+A search matches a message when one of the searched columns holds the text as typed,
+compared after folding both (case and accents: `jose` finds `José`, `ZOE` finds `Zoë`);
+a fragment of a number (`4567` in `923001234567`) matches too, and `%`, `_`, quotes
+and backslashes are plain characters.
+
+The index lives in the database and is kept in step there, so every writer (the
+import, the lifecycle, the admin, the Python API, a script) is covered without a
+line of its own:
+
+- SQLite: the FTS5 table `statecore_message_search` (tokenizer `trigram`) over the
+  folded copies of the searched columns, written by triggers on `statecore_message`
+  that call `search_fold()`, the function `fold` below registered on every
+  connection (`register_fold`). SQLite 3.40's trigram tokenizer cannot drop accents,
+  hence the fold before it.
+- PostgreSQL: a GIN `gin_trgm_ops` index over `search_doc(...)`, the columns joined
+  and folded by `search_fold()` (`lower(unaccent())`, IMMUTABLE). Migration 0009
+  creates them; where the server refuses the extensions the same queries run as a
+  scan (see the README).
+
+`manage.py rebuild_search_index` rebuilds the index (`rebuild`).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+import sys
+import unicodedata
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+from django.db import connection
+from django.db.models import BooleanField, Exists, F, Func, OuterRef, Q, Subquery, TextField, Value
+from django.db.models.expressions import RawSQL
+from django.db.models.functions import Concat, StrIndex
+from django.db.models.lookups import Contains, GreaterThan
+
+from .models import Message
+
+# The columns a search reads, in the index's order (the admin searches them all).
+FIELDS = ("message_id", "sender", "sender_name", "recipient", "chat", "body")
+TABLE = "statecore_message_search"
+FOLD_FUNCTION = "search_fold"
+# The columns of FTS5's content table that hold FIELDS, in order.
+_CONTENT = tuple(f"c{i}" for i in range(len(FIELDS)))
+# A trigram index finds only what has a trigram: shorter text is looked for by a scan.
+MIN_INDEXED = 3
+# A fragment of one or two characters is in nearly every message, so no index narrows
+# it; scanning only the newest SHORT_SCAN_CAP messages keeps such a search as fast at a
+# million messages as at a thousand (and finds the recent ones people look for).
+SHORT_SCAN_CAP = 20_000
+
+# Between the columns PostgreSQL's index and probes join (migration 0009).
+_SEPARATOR = "\x1f"
+# What a search does not hold: NUL (refused by PostgreSQL), lone surrogates (not
+# UTF-8), and the separator of the columns (so no search matches across two of them).
+_UNSTORABLE = re.compile("[\x00\x1f\ud800-\udfff]")
+
+
+def fold(text: str | None) -> str | None:
+    """`text` as the index compares it: case folded, accents and compatibility forms
+    dropped (`Zoë` -> `zoe`, `ﬁ` -> `fi`). Deterministic: the triggers call it."""
+    if text is None:
+        return None
+    if text.isascii():
+        return text.lower()
+    return unicodedata.normalize("NFKD", text.casefold()).translate(_marks())
+
+
+@functools.cache
+def _marks() -> dict[int, None]:
+    """Every character that only adds an accent to the one before it (after NFKD), to
+    drop: made on the first text that is not ASCII (a scan of Unicode, 40 ms)."""
+    return dict.fromkeys(cp for cp in range(sys.maxunicode + 1) if unicodedata.combining(chr(cp)))
+
+
+def register_fold(sender=None, connection=None, **kwargs) -> None:
+    """Give a new SQLite connection `search_fold()`, which the index's triggers call:
+    without it, a write to the message table fails ("no such function")."""
+    if connection is not None and connection.vendor == "sqlite":
+        connection.connection.create_function(FOLD_FUNCTION, 1, fold, deterministic=True)
+
+
+def needle(text: str) -> str:
+    """What a search looks for: `text` folded, without what no message can hold."""
+    return fold(_UNSTORABLE.sub("", text))
+
+
+def matches(text: str, fields: Sequence[str] = FIELDS) -> Q:
+    """Messages one of whose `fields` holds `text` (folded, as a fragment), found from
+    the index: the way for a list in the table's own order (the admin's)."""
+    wanted = needle(text)
+    if not wanted:
+        return Q()
+    if len(wanted) < MIN_INDEXED:
+        return _short_scan(wanted, fields)
+    if connection.vendor == "sqlite":
+        return Q(
+            pk__in=RawSQL(
+                f"SELECT rowid FROM {TABLE} WHERE {TABLE} MATCH %s", [_fts_query(wanted, fields)]
+            )
+        )
+    held = Q(Contains(_SearchText(), wanted))
+    return held if set(fields) == set(FIELDS) else held & _any_field(wanted, fields)
+
+
+def replies_matching(text: str, own: Sequence[str], answered: Sequence[str]) -> Q:
+    """Replies whose `own` fields hold `text`, or that answer a message whose `answered`
+    fields hold it, for a list read in an order of its own (the queue's, the history's).
+
+    A text the index holds at most SPARSE times: the replies of its hits, one list the
+    query starts from. A commoner one: each row tested as the list is walked in its
+    order, which stops at the page's end. One more query tells which."""
+    wanted = needle(text)
+    if not wanted:
+        return Q()
+    if len(wanted) >= MIN_INDEXED and _common(wanted):
+        return _held(wanted, own) | _answers_holding(wanted, answered)
+    hits = Message.objects.filter(matches(text, own)).values("pk")
+    originals = Message.objects.filter(matches(text, answered)).values("message_id")
+    answers = Message.objects.filter(reply_to__in=originals).values("pk")
+    return Q(pk__in=hits.union(answers))
+
+
+def _held(wanted: str, fields: Sequence[str]) -> Q:
+    """Whether this row's `fields` hold `wanted`: tested on the row itself."""
+    if connection.vendor == "sqlite":
+        return Q(_Holds(wanted, fields))
+    return _any_field(wanted, fields, common=True)
+
+
+def _answers_holding(wanted: str, fields: Sequence[str]) -> Q:
+    """Whether the message this reply answers holds `wanted`: a probe of its unique id.
+    On PostgreSQL a scalar subquery, as an EXISTS would become one hashed pass over
+    every message, folding each."""
+    if connection.vendor == "sqlite":
+        original = Message.objects.filter(_Holds(wanted, fields), message_id=OuterRef("reply_to"))
+        return Q(Exists(original))
+    return _holds(_answered_text(fields), wanted)
+
+
+def _answered_text(fields: Sequence[str]) -> Subquery:
+    """PostgreSQL: the folded `fields` of the message a reply answers, joined by a
+    character no search holds."""
+    parts = [_SearchText(name) for name in fields]
+    joined = parts[0]
+    for part in parts[1:]:
+        joined = Concat(joined, Value(_SEPARATOR), part, output_field=TextField())
+    original = Message.objects.filter(message_id=OuterRef("reply_to"))
+    return Subquery(original.values(text=joined)[:1], output_field=TextField())
+
+
+# Past this many hits (2% of a million), a text is common enough that walking a list
+# in its own order and testing each row finds a page sooner than sorting every hit.
+SPARSE = 50_000
+
+
+def _common(wanted: str) -> bool:
+    """Whether the index holds `wanted` more than SPARSE times. SQLite counts the hits,
+    in every column: they come first in any order, where a filter on some would read
+    past every hit of the others. PostgreSQL's planner estimates them from the index's
+    statistics (a bitmap of every hit would cost what it should spare)."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "sqlite":
+            cursor.execute(
+                f"SELECT count(*) FROM (SELECT rowid FROM {TABLE} WHERE {TABLE} MATCH %s LIMIT %s)",
+                [_fts_query(wanted, FIELDS), SPARSE + 1],
+            )
+            return cursor.fetchone()[0] > SPARSE
+        held = Message.objects.filter(Contains(_SearchText(), wanted)).values("pk")
+        sql, params = held.query.sql_with_params()
+        cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)
+        plan = cursor.fetchone()[0]
+        plan = json.loads(plan) if isinstance(plan, str) else plan
+        return plan[0]["Plan"]["Plan Rows"] > SPARSE
+
+
+def _tests(fields: Sequence[str], table: str) -> str:
+    """SQL true when one of `fields` in `table`, the index's content table (its columns
+    c0, c1... hold FIELDS folded), holds the parameter: `instr` compares exactly."""
+    return " OR ".join(f"instr({table}.{_CONTENT[FIELDS.index(name)]}, %s) > 0" for name in fields)
+
+
+def _fts_query(wanted: str, fields: Sequence[str]) -> str:
+    """A phrase of FTS5's query language: quoted, so every character is literal."""
+    phrase = '"' + wanted.replace('"', '""') + '"'
+    columns = " ".join(fields)
+    return phrase if set(fields) == set(FIELDS) else f"{{{columns}}} : {phrase}"
+
+
+def _short_scan(wanted: str, fields: Sequence[str]) -> Q:
+    if connection.vendor == "sqlite":
+        return Q(pk__in=_newest_holding(wanted, fields))
+    # The bound as a number, not a subquery: PostgreSQL's planner then knows the range
+    # is small, and joins the replies of its few hits instead of scanning for them.
+    newest = Message.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
+    return Q(pk__gt=newest - SHORT_SCAN_CAP) & _any_field(wanted, fields)
+
+
+def _newest_holding(wanted: str, fields: Sequence[str]) -> RawSQL:
+    """SQLite: a range of the index's content table (folded already), read once."""
+    content = f"{TABLE}_content"
+    return RawSQL(
+        f"SELECT c.id FROM {content} c WHERE c.id > (SELECT max(id) FROM {content}) - %s "
+        f"AND ({_tests(fields, 'c')})",
+        [SHORT_SCAN_CAP, *[wanted] * len(fields)],
+    )
+
+
+def _any_field(wanted: str, fields: Sequence[str], *, common: bool = False) -> Q:
+    """PostgreSQL: one of `fields`, as the folded column holds it, holds `wanted`. For a
+    common text `strpos`, which the planner takes to hold for a third of the rows, so it
+    walks a list's index for a page; for a rare one LIKE, taken to hold for few, so it
+    starts from the index's hits."""
+    if common:
+        return Q.create([_holds(_SearchText(name), wanted) for name in fields], connector=Q.OR)
+    tests = [Q(Contains(_SearchText(name), wanted)) for name in fields]
+    return Q.create(tests, connector=Q.OR)
+
+
+def _holds(text, wanted: str) -> Q:
+    return Q(GreaterThan(StrIndex(text, Value(wanted)), 0))
+
+
+class _Holds(Func):
+    """SQLite: whether the row's folded columns, as the index stores them (its content
+    table, by rowid), hold `wanted`: `instr` compares them exactly, at C speed."""
+
+    output_field = BooleanField()
+
+    def __init__(self, wanted: str, fields: Sequence[str]) -> None:
+        super().__init__(F("pk"))
+        self.wanted, self.fields = wanted, tuple(fields)
+
+    def as_sql(self, compiler, connection, **extra_context):
+        pk, params = compiler.compile(self.source_expressions[0])
+        tests = _tests(self.fields, "c")
+        sql = f"EXISTS (SELECT 1 FROM {TABLE}_content c WHERE c.id = {pk} AND ({tests}))"
+        return sql, (*params, *[self.wanted] * len(self.fields))
+
+
+class _SearchText(Func):
+    """PostgreSQL: the message's folded text (the column `search_text` of migration 0009,
+    which the model does not declare), or one column's part of it. Written after the
+    row's id, so the name follows the query's alias for the table (U0 in a subquery)."""
+
+    output_field = TextField()
+
+    def __init__(self, field: str | None = None) -> None:
+        super().__init__(F("pk"))
+        self.column = field
+
+    def as_sql(self, compiler, connection, **extra_context):
+        pk, params = compiler.compile(self.source_expressions[0])
+        column = pk[: -len(connection.ops.quote_name("id"))] + connection.ops.quote_name(
+            "search_text"
+        )
+        if self.column is None:
+            return column, params
+        return f"split_part({column}, E'\\x1f', {FIELDS.index(self.column) + 1})", params
+
+
+@contextmanager
+def deferred() -> Iterator[None]:
+    """Leave the index alone while the caller replaces many messages, and build it once
+    on the way out, inside the caller's transaction: row by row, the triggers would
+    make a bulk import several times slower (SQLite; PostgreSQL's index is one of the
+    secondary indexes an import already builds again)."""
+    if connection.vendor != "sqlite":
+        yield
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = %s",
+            [Message._meta.db_table],
+        )
+        triggers = [row for row in cursor.fetchall() if row[0].startswith(TABLE)]
+        for name, _ in triggers:
+            cursor.execute(f"DROP TRIGGER {name}")
+        yield
+        rebuild()
+        for _, definition in triggers:
+            cursor.execute(definition)
+
+
+def rebuild() -> int:
+    """Build the index again from the messages; returns how many it holds."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "sqlite":
+            columns = ", ".join(FIELDS)
+            folded = ", ".join(f"{FOLD_FUNCTION}({name})" for name in FIELDS)
+            cursor.execute(f"DELETE FROM {TABLE}")
+            cursor.execute(
+                f"INSERT INTO {TABLE} (rowid, {columns}) "
+                f"SELECT id, {folded} FROM {Message._meta.db_table}"
+            )
+            cursor.execute(f"SELECT count(*) FROM {TABLE}")
+        else:
+            columns = ", ".join(FIELDS)
+            cursor.execute(
+                f"UPDATE {Message._meta.db_table} SET search_text = search_doc({columns})"
+            )
+            cursor.execute(f"SELECT count(*) FROM {Message._meta.db_table}")
+        return cursor.fetchone()[0]
