@@ -18,7 +18,7 @@ from . import history, queue
 from .access import REOPEN, RESOLVE, REVIEW, SET_MODE, actor, may, next_url, signed_in
 from .actions import Target, message_action
 from .forms import LIMITS, ConfirmSentForm, HistoryFilterForm, ReopenForm
-from .paging import CountedPaginator
+from .paging import CountedPaginator, cap_for
 from .queue_views import CHANGED
 
 TEMPLATE = "approvals/history.html"
@@ -38,7 +38,9 @@ def history_page(request: HttpRequest) -> HttpResponse:
     replies = chat_modes.annotate_modes(history.handled_replies(filters))
     if filter_form.search_refused:
         replies = replies.none()  # the error is shown, not every reply unsearched
-    pages = CountedPaginator(replies, queue.PAGE_SIZE, count=_known_count(filter_form))
+    pages = CountedPaginator(
+        replies, queue.PAGE_SIZE, count=_known_count(filter_form), cap=cap_for(filters)
+    )
     page = pages.get_page(request.GET.get("page"))
     context = {
         "filter_form": filter_form,

@@ -27,7 +27,7 @@ from .access import REVIEW, SET_MODE, actor, may, next_url, require_perm, signed
 from .actions import Target, message_action
 from .cards import DECIDED, Card, thread_lines, thread_name
 from .forms import LIMITS, ApproveForm, BulkForm, EditForm, QueueFilterForm, RejectForm, db_id
-from .paging import CountedPaginator
+from .paging import CountedPaginator, cap_for
 from .queue import GATEWAY_REFUSALS
 
 TEMPLATE = "approvals/queue.html"
@@ -65,7 +65,12 @@ def queue_page(request: HttpRequest) -> HttpResponse:
     filters = filter_form.values()
     counts = queue.status_counts(now=now)
     drafts = chat_modes.annotate_modes(_drafts(filter_form, now))
-    pages = CountedPaginator(drafts, queue.PAGE_SIZE, count=_pending_count(filter_form, counts))
+    pages = CountedPaginator(
+        drafts,
+        queue.PAGE_SIZE,
+        count=_pending_count(filter_form, counts),
+        cap=cap_for(filters),
+    )
     page = pages.get_page(request.GET.get("page"))
     params = request.GET.copy()
     params.pop("done", None)
@@ -113,7 +118,12 @@ def queue_poll(request: HttpRequest) -> HttpResponse:
     # Only what placing the cards needs: bodies can be long and this runs every few seconds.
     slim = pending.only("pk", "status", "chat", "timestamp", "reply_to", "message_id")
     counts = queue.status_counts(now=now)
-    pages = CountedPaginator(slim, queue.PAGE_SIZE, count=_pending_count(filter_form, counts))
+    pages = CountedPaginator(
+        slim,
+        queue.PAGE_SIZE,
+        count=_pending_count(filter_form, counts),
+        cap=cap_for(filter_form.values()),
+    )
     on_page = list(pages.get_page(request.GET.get("page")).object_list)
     in_window = {m.pk for m in on_page}
 

@@ -10,9 +10,17 @@ from django.utils.functional import cached_property
 
 # Past this many, a list says "10,000+": nobody pages through ten thousand by hand.
 COUNT_CAP = 10_000
+# A searched list counts no further ("1,000+"): a common word's matches are counted one
+# by one, and nobody pages through a thousand results of a search.
+SEARCH_COUNT_CAP = 1_000
 # However deep a page is asked for (?page=99999999999999999999), counting stops here:
 # a LIMIT every database takes, and more rows than any list holds.
 DEEPEST = 10**9
+
+
+def cap_for(filters: dict) -> int | None:
+    """How far a list with these filters counts (None: COUNT_CAP): less far when searched."""
+    return SEARCH_COUNT_CAP if filters.get("q") else None
 
 
 class CountedPaginator(Paginator):

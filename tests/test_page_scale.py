@@ -114,6 +114,16 @@ def test_a_deep_page_past_the_cap_opens_and_counts_to_its_end(boss, small_cap):
     assert "Page 10 of 10 · 48 replies" in last and "Older →" not in last
 
 
+@pytest.mark.parametrize(("path", "noun"), [("/history/", "replies"), ("/queue/", "waiting")])
+def test_a_searched_list_counts_less_far_than_a_filtered_one(
+    boss, small_cap, monkeypatch, path, noun
+):
+    monkeypatch.setattr(paging, "SEARCH_COUNT_CAP", 10)
+    bulk_state(150)  # 30 pending drafts, 120 handled replies: each answers "Answer n"
+    page = boss.get(path, {"q": "answer"}).content.decode()
+    assert f"Page 1 · 10+ {noun}" in page
+
+
 def test_an_unfiltered_history_shows_the_exact_count_from_the_count_table(boss, small_cap):
     bulk_state(60)
     page = boss.get("/history/").content.decode()
