@@ -32,7 +32,6 @@ from .rules import (
 MAX_ERRORS_SHOWN = 20
 MAX_ERRORS_KEPT = 1000  # a file of a million wrong values need not hold them all
 _UNSTORABLE_ESCAPE = re.compile(r"\\u(?:0000|[dD][89abcdefABCDEF])")
-_BRACKETS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.S)
 _LONG_NUMBER = re.compile(r"\d{4301,}")  # Python reads at most 4,300 digits
 
 
@@ -90,7 +89,7 @@ def _parse_text(text: str, check_text: bool | None = None, check=check_json) -> 
         problem = exc.msg.removesuffix(" at")  # "Invalid control character at"
         raise StateFileError([(f"line {exc.lineno}, column {exc.colno}", problem)]) from None
     except RecursionError:
-        place = _place(text, _too_deep_at(text))
+        place = _place(text, stream.too_deep_at(text))
         raise StateFileError([(place, f"nesting too deep (over {MAX_DEPTH} levels)")]) from None
     except ValueError:  # an integer of more digits than Python converts
         long_number = _LONG_NUMBER.search(text)
@@ -112,21 +111,6 @@ def _place(text: str, index: int | None) -> str:
     line = text.count("\n", 0, index) + 1
     column = index - text.rfind("\n", 0, index)
     return f"line {line}, column {column}"
-
-
-def _too_deep_at(text: str) -> int | None:
-    """Where the nesting first goes past MAX_DEPTH (the parser's RecursionError
-    does not say). Only run for a refused file."""
-    depth = 0
-    for token in _BRACKETS.finditer(text):
-        char = token.group()
-        if char in "[{":
-            depth += 1
-            if depth > MAX_DEPTH:
-                return token.start()
-        elif char in "]}":
-            depth -= 1
-    return None
 
 
 Opener = Callable[[], BinaryIO]

@@ -311,7 +311,8 @@ class Reader:
                 if self.eof or not _maybe_cut(exc, len(buf)):
                     raise self._fail(exc.msg.removesuffix(" at"), exc.pos) from None
             except RecursionError:
-                index = _too_deep_at(buf, start, depth)
+                found = too_deep_at(buf, start, depth)
+                index = start if found is None else found
                 raise self._fail(f"nesting too deep (over {MAX_DEPTH} levels)", index) from None
             except ValueError:  # an integer of more digits than Python converts
                 long_number = _LONG_NUMBER.search(buf, start)
@@ -390,9 +391,9 @@ def item_limit_problem(what: str) -> str:
 _BRACKETS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.S)
 
 
-def _too_deep_at(text: str, start: int, depth: int) -> int:
-    """Where the nesting of the value at start first goes past MAX_DEPTH (the
-    parser's RecursionError does not say)."""
+def too_deep_at(text: str, start: int = 0, depth: int = 0) -> int | None:
+    """Where the nesting of the value at `start` (inside `depth` containers) first goes
+    past MAX_DEPTH, or None (the parser's RecursionError does not say where)."""
     for token in _BRACKETS.finditer(text, start):
         char = token.group()
         if char in "[{":
@@ -401,4 +402,4 @@ def _too_deep_at(text: str, start: int, depth: int) -> int:
                 return token.start()
         elif char in "]}":
             depth -= 1
-    return start
+    return None
