@@ -186,14 +186,15 @@ class StateManager:
 
     def get_undrafted_messages(self, limit: int | None = None) -> list[dict]:
         """The incoming messages that have no reply yet (and that the assistant did not
-        settle as no reply wanted / drafting failed), oldest first: for scripts that draft
-        on their own. `limit=N`: the oldest N. A second draft for one message is refused
+        settle as no reply wanted / drafting failed), but those of chats that are off,
+        oldest first: for scripts that draft on their own. `limit=N`: the oldest N. A second draft for one message is refused
         by its id, whoever drafts first."""
         if limit is not None and (
             isinstance(limit, bool) or not isinstance(limit, int) or limit < 0
         ):
             raise ValueError(f"limit: expected a whole number >= 0 or None, got {limit!r}")
-        rows = undrafted().values_list("raw", flat=True)
+        # A chat that is off is not drafted for, by our assistant or a script's.
+        rows = undrafted().exclude(chat__in=chat_modes.chats_off()).values_list("raw", flat=True)
         return [Message(raw=raw).data for raw in (rows if limit is None else rows[:limit])]
 
     def clear_messages(self, status: MessageStatus | str) -> None:
