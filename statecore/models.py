@@ -104,7 +104,7 @@ class Message(models.Model):
     body = models.TextField(blank=True)
     is_group = models.BooleanField(default=False)
     reply_to = models.CharField(
-        max_length=MAX_ID_LENGTH, blank=True, db_index=True, help_text="`original_message_id`"
+        max_length=MAX_ID_LENGTH, blank=True, help_text="`original_message_id`"
     )
     timestamp = models.DateTimeField(null=True, blank=True, db_index=True)
     status_updated_at = models.DateTimeField(null=True, blank=True)
@@ -142,6 +142,9 @@ class Message(models.Model):
             models.Index(fields=["chat", "timestamp"], name="message_chat_time"),
             # The admin's list of one status, newest first: a walk, not a sort of the list.
             models.Index(fields=["status", "id"], name="message_status_id"),
+            # The replies to a message, and the admin's list of customers' messages (no
+            # `reply_to`), newest first, as a walk of its own index.
+            models.Index(fields=["reply_to", "id"], name="message_reply_to_id"),
             # Group chats are a few in a hundred: their list, newest first, and the ids the
             # queue's group filter matches drafts against, each off a small index.
             models.Index(fields=["id"], condition=Q(is_group=True), name="message_group_chats"),

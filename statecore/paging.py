@@ -10,17 +10,24 @@ from django.utils.functional import cached_property
 
 # Past this many, a list says "10,000+": nobody pages through ten thousand by hand.
 COUNT_CAP = 10_000
-# A searched list counts no further ("1,000+"): a common word's matches are counted one
-# by one, and nobody pages through a thousand results of a search.
-SEARCH_COUNT_CAP = 1_000
+# A list filtered row by row (WALKED_FILTERS) counts only as far as the page asked for
+# ("50+"): counting a thousand of a common word's matches would read twenty times further
+# than the page itself does.
+SEARCH_COUNT_CAP = 0
 # However deep a page is asked for (?page=99999999999999999999), counting stops here:
 # a LIMIT every database takes, and more rows than any list holds.
 DEEPEST = 10**9
 
 
+# Filters whose rows are found by testing each row of the list in turn (a common word,
+# a chat's kind read from the message a draft answers), not by a range of an index.
+WALKED_FILTERS = ("q", "kind")
+
+
 def cap_for(filters: dict) -> int | None:
-    """How far a list with these filters counts (None: COUNT_CAP): less far when searched."""
-    return SEARCH_COUNT_CAP if filters.get("q") else None
+    """How far a list with these filters counts (None: COUNT_CAP). A filter tested row by
+    row counts only as far as the page: further would read further than the page does."""
+    return SEARCH_COUNT_CAP if any(filters.get(name) for name in WALKED_FILTERS) else None
 
 
 class CountedPaginator(Paginator):
@@ -70,8 +77,10 @@ class CountedPaginator(Paginator):
 
 
 def _count_up_to(object_list, limit: int) -> int:
-    """len(object_list), but no more than `limit`: a COUNT over a LIMIT subquery,
-    unordered (the order of rows one only counts is a sort for nothing)."""
+    """len(object_list), but no more than `limit`: a COUNT over a LIMIT subquery, in the
+    list's own order. Counted in any order, the database may start where the list's rows
+    are rarest (a table scan from the oldest rows, all customers' messages); in the
+    list's order it reads what the pages read, and stops where they would."""
     if isinstance(object_list, QuerySet):
-        return object_list.order_by()[:limit].count()
+        return object_list[:limit].count()
     return len(object_list[:limit])

@@ -31,9 +31,22 @@ import sys
 import unicodedata
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import NamedTuple
 
 from django.db import connection
-from django.db.models import BooleanField, Exists, F, Func, OuterRef, Q, Subquery, TextField, Value
+from django.db.models import (
+    BooleanField,
+    Exists,
+    ExpressionWrapper,
+    F,
+    Func,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    TextField,
+    Value,
+)
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Concat, StrIndex
 from django.db.models.lookups import Contains, GreaterThan
@@ -111,18 +124,30 @@ def replies_matching(text: str, own: Sequence[str], answered: Sequence[str]) -> 
     """Replies whose `own` fields hold `text`, or that answer a message whose `answered`
     fields hold it, for a list read in an order of its own (the queue's, the history's).
 
-    A text the index holds at most SPARSE times: the replies of its hits, one list the
-    query starts from. A commoner one: each row tested as the list is walked in its
-    order, which stops at the page's end. One more query tells which."""
+    The index is asked for the text's hits, up to SPARSE of them. A rarer text: its
+    replies are found from those hits, and handed to the list's queries as a list of ids
+    (the index is read once, not again by the count and the page). A commoner one: each
+    row tested as the list is walked in its order, which finds a page within a few
+    thousand rows. A text too short for the index: the newest SHORT_SCAN_CAP messages
+    holding it, found as a rare text's hits are."""
     wanted = needle(text)
     if not wanted:
         return Q()
-    if len(wanted) >= MIN_INDEXED and _common(wanted):
+    if len(wanted) < MIN_INDEXED:
+        found = _newest_hits(wanted, own, answered)
+    else:
+        found = _sparse_hits(wanted, own, answered)
+    if found is None:
         return _held(wanted, own) | _answers_holding(wanted, answered)
-    hits = Message.objects.filter(matches(text, own)).values("pk")
-    originals = Message.objects.filter(matches(text, answered)).values("message_id")
-    answers = Message.objects.filter(reply_to__in=originals).values("pk")
-    return Q(pk__in=hits.union(answers))
+    return Q(pk__in=_id_list(sorted({*found.holding, *_replies_to(found.answering)})))
+
+
+def _replies_to(ids: list[int]) -> list[int]:
+    """The ids of the replies to these messages (none asked for: no query)."""
+    if not ids:
+        return []
+    originals = Message.objects.filter(pk__in=_id_list(ids)).values("message_id")
+    return list(Message.objects.filter(reply_to__in=originals).values_list("pk", flat=True))
 
 
 def _held(wanted: str, fields: Sequence[str]) -> Q:
@@ -153,29 +178,108 @@ def _answered_text(fields: Sequence[str]) -> Subquery:
     return Subquery(original.values(text=joined)[:1], output_field=TextField())
 
 
-# Past this many hits (2% of a million), a text is common enough that walking a list
-# in its own order and testing each row finds a page sooner than sorting every hit.
-SPARSE = 50_000
+# Up to this many hits a text's replies are found from its hits; past it, by walking the
+# list. Where the two cost the same, measured at a million messages: a hit costs SQLite
+# little (the index holds the folded text) and a walked row much more (two probes);
+# PostgreSQL reads each hit's row from the table (about 10 us) and tests a walked row in
+# about 5 us. At 20,000 (2% of a million) a walk finds a page of 50 within 2,500 rows.
+SPARSE = 20_000
+SPARSE_POSTGRESQL = 5_000
 
 
-def _common(wanted: str) -> bool:
-    """Whether the index holds `wanted` more than SPARSE times. SQLite counts the hits,
-    in every column: they come first in any order, where a filter on some would read
-    past every hit of the others. PostgreSQL's planner estimates them from the index's
-    statistics (a bitmap of every hit would cost what it should spare)."""
+def _sparse_limit() -> int:
+    return SPARSE if connection.vendor == "sqlite" else min(SPARSE, SPARSE_POSTGRESQL)
+
+
+class Hits(NamedTuple):
+    """The messages a reply search found in the index, by id."""
+
+    holding: list[int]  # those whose own fields (a reply's) hold the text
+    answering: list[int]  # those whose answered fields (a customer's message's) hold it
+
+
+def _sparse_hits(wanted: str, own: Sequence[str], answered: Sequence[str]) -> Hits | None:
+    """The messages whose `own` or `answered` fields hold `wanted`; None when the index
+    holds it more than the sparse limit."""
+    limit = _sparse_limit()
+    if connection.vendor != "sqlite":
+        if _estimated_hits(wanted) > limit:
+            return None  # the planner's estimate: no need to read the hits to know
+        held = Message.objects.filter(Contains(_SearchText(), wanted))
+        return _row_hits(held, wanted, own, answered, limit=limit)
+    # The index's list of ids first (cheap, even for a common text), then the content
+    # of the few, for which fields hold it.
     with connection.cursor() as cursor:
-        if connection.vendor == "sqlite":
-            cursor.execute(
-                f"SELECT count(*) FROM (SELECT rowid FROM {TABLE} WHERE {TABLE} MATCH %s LIMIT %s)",
-                [_fts_query(wanted, FIELDS), SPARSE + 1],
-            )
-            return cursor.fetchone()[0] > SPARSE
-        held = Message.objects.filter(Contains(_SearchText(), wanted)).values("pk")
-        sql, params = held.query.sql_with_params()
+        cursor.execute(
+            f"SELECT rowid FROM {TABLE} WHERE {TABLE} MATCH %s LIMIT %s",
+            [_fts_query(wanted, list(dict.fromkeys((*own, *answered)))), limit + 1],
+        )
+        ids = [pk for (pk,) in cursor.fetchall()]
+    return None if len(ids) > limit else _content_hits(_id_list(ids), wanted, own, answered)
+
+
+def _newest_hits(wanted: str, own: Sequence[str], answered: Sequence[str]) -> Hits:
+    """As `_sparse_hits`, for a text the index cannot find: of the newest SHORT_SCAN_CAP
+    messages, those that hold it."""
+    if connection.vendor != "sqlite":
+        newest = Message.objects.filter(_short_scan(wanted, (*own, *answered)))
+        return _row_hits(newest, wanted, own, answered)
+    return _content_hits(_newest_holding(wanted, (*own, *answered)), wanted, own, answered)
+
+
+def _content_hits(ids: RawSQL, wanted: str, own: Sequence[str], answered: Sequence[str]) -> Hits:
+    """SQLite: which of these messages (`ids`, a subquery) hold `wanted` in which fields,
+    read from the index's content table (folded already)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT c.id, ({_tests(own, 'c')}), ({_tests(answered, 'c')}) "
+            f"FROM {TABLE}_content c WHERE c.id IN ({ids.sql})",
+            [*[wanted] * (len(own) + len(answered)), *ids.params],
+        )
+        return _split(cursor.fetchall())
+
+
+def _row_hits(
+    messages: QuerySet,
+    wanted: str,
+    own: Sequence[str],
+    answered: Sequence[str],
+    *,
+    limit: int | None = None,
+) -> Hits | None:
+    """PostgreSQL: which of `messages` hold `wanted` in which fields; None past `limit`."""
+
+    def holds(fields: Sequence[str]) -> ExpressionWrapper:
+        return ExpressionWrapper(_any_field(wanted, fields, common=True), BooleanField())
+
+    flagged = messages.annotate(o=holds(own), a=holds(answered)).values_list("pk", "o", "a")
+    rows = list(flagged if limit is None else flagged[: limit + 1])
+    return None if limit is not None and len(rows) > limit else _split(rows)
+
+
+def _split(rows) -> Hits:
+    """Rows of (id, own fields hold it, answered fields hold it), as Hits."""
+    return Hits([pk for pk, own, _ in rows if own], [pk for pk, _, answers in rows if answers])
+
+
+def _estimated_hits(wanted: str) -> float:
+    """PostgreSQL: how many messages the planner expects to hold `wanted` (from the
+    index's statistics), read from EXPLAIN without running the query."""
+    held = Message.objects.filter(Contains(_SearchText(), wanted)).values("pk")
+    sql, params = held.query.sql_with_params()
+    with connection.cursor() as cursor:
         cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)
         plan = cursor.fetchone()[0]
-        plan = json.loads(plan) if isinstance(plan, str) else plan
-        return plan[0]["Plan"]["Plan Rows"] > SPARSE
+    plan = json.loads(plan) if isinstance(plan, str) else plan
+    return plan[0]["Plan"]["Plan Rows"]
+
+
+def _id_list(ids: list[int]) -> RawSQL:
+    """A subquery listing `ids`, as one parameter: a search's hits may be thousands, more
+    than a query may have parameters."""
+    if connection.vendor == "sqlite":
+        return RawSQL("SELECT value FROM json_each(%s)", [json.dumps(ids)])
+    return RawSQL("SELECT unnest(%s::bigint[])", [ids])
 
 
 def _tests(fields: Sequence[str], table: str) -> str:

@@ -197,6 +197,11 @@ def test_filters_by_text_sender_kind_and_waiting_time(rc):
     assert shown("q=hours") == {group.pk}  # the incoming message's text
     assert shown("kind=group") == {group.pk}
     assert shown("kind=direct") == {farah.pk}
+    orphan = make_reply(body="Its message was deleted", timestamp=ago(minutes=40))
+    Message.objects.filter(message_id=orphan.reply_to).delete()
+    assert shown("kind=direct") == {farah.pk, orphan.pk}  # nothing says it is a group
+    assert shown("kind=group") == {group.pk}
+    orphan.delete()
     assert shown("waited=10") == {farah.pk}
     assert shown("waited=60") == set()
     assert shown("waited=-5") == {farah.pk, group.pk}  # an invalid filter is ignored

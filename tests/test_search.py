@@ -139,7 +139,11 @@ def _replies_scan(text: str, statuses) -> set[str]:
 
 
 # The index's hits looked up (a rare text), or each row of the list tested (a common one).
-HITS_OR_WALK = [pytest.param(2_000, id="hits"), pytest.param(0, id="walk")]
+HITS_OR_WALK = [
+    pytest.param(2_000, id="hits"),
+    pytest.param(3, id="past-the-limit"),
+    pytest.param(0, id="walk"),
+]
 
 
 @pytest.mark.parametrize("sparse", HITS_OR_WALK)
@@ -351,6 +355,41 @@ def test_a_fragment_too_short_for_the_index_scans_only_the_newest_messages(monke
     assert found("xy") == {old.message_id, new.message_id}
     monkeypatch.setattr(search, "SHORT_SCAN_CAP", 1)
     assert found("xy") == {new.message_id}
+
+
+def test_a_fragment_too_short_for_the_index_finds_replies_among_the_newest_messages(
+    monkeypatch,
+):
+    old = make_reply(incoming=make_incoming(body="xy old"), body="Answer")
+    new = make_reply(incoming=make_incoming(body="xy new"), body="Answer")
+    assert _queue_finds("xy") == {old.message_id, new.message_id}
+    monkeypatch.setattr(search, "SHORT_SCAN_CAP", 2)  # the newest reply and what it answers
+    assert _queue_finds("xy") == {new.message_id}
+
+
+def _queue_finds(text: str) -> set[str]:
+    drafts = queue.pending_drafts({"q": text}, now=clock.now())
+    return set(drafts.values_list("message_id", flat=True))
+
+
+# --- Rare or common: the index's hits or a walk of the list --------------------------------
+
+
+def _handed_over_as_ids(text: str) -> bool:
+    """Whether the search gives the list its replies as a list of ids (from the index's
+    hits), rather than a test of each row."""
+    sql = str(history.handled_replies({"q": text}).query)
+    return "json_each" in sql or "unnest" in sql
+
+
+def test_a_rare_text_is_looked_up_and_a_common_one_walked(monkeypatch):
+    monkeypatch.setattr(search, "SPARSE", 2)
+    make_reply(Status.SENT, incoming=make_incoming(body="rare word"))
+    for _ in range(3):
+        make_reply(Status.SENT, incoming=make_incoming(body="common word"))
+    assert _handed_over_as_ids("rare")
+    assert not _handed_over_as_ids("common")  # 3 hits, past the limit of 2
+    assert history.handled_replies({"q": "common"}).count() == 3
 
 
 # --- Flat query counts ----------------------------------------------------------------------
