@@ -84,6 +84,7 @@ def test_an_empty_edit_is_refused_on_the_card(new_page):
     page = new_page("dana")
     button(page, draft, "Edit").click()
     box = card(page, draft).get_by_role("textbox", name="Edited reply")
+    expect(box).to_be_focused()  # typed after the autofocus, as a person would
     box.fill("   ")
     card(page, draft).get_by_role("button", name="Save and approve").click()
     expect(card(page, draft).get_by_role("alert")).to_have_text("The reply cannot be empty.")
@@ -211,6 +212,7 @@ def test_the_loser_of_a_race_sees_who_won(new_page):
     expect(button(sam, draft, "Approve")).to_be_visible()
     # Sam opens the editor; Dana approves meanwhile; Sam saves.
     button(sam, draft, "Edit").click()
+    expect(card(sam, draft).get_by_role("textbox")).to_be_focused()
     card(sam, draft).get_by_role("textbox").fill("Sam's version")
     button(dana, draft, "Approve").click()
     expect(card(dana, draft)).to_contain_text("Approved")
@@ -225,6 +227,9 @@ def test_the_poll_removes_handled_cards_and_adds_new_ones_but_keeps_an_open_edit
     page = new_page("dana")
     button(page, edited, "Edit").click()
     box = card(page, edited).get_by_role("textbox")
+    # Typed once the box has its focus, as a person types: a fill racing the autofocus
+    # (which puts the cursor after the draft) would add to the draft instead.
+    expect(box).to_be_focused()
     box.fill("Half-typed answer")
     lifecycle.approve(handled.message_id, actor="sam", source=Source.WEB)
     lifecycle.approve(edited.message_id, actor="sam", source=Source.WEB)
@@ -281,6 +286,7 @@ def test_without_javascript_every_action_is_a_plain_form(new_page):
     expect(page.get_by_role("status").first).to_contain_text("is back in the queue")
     assert status_of(approved) == Status.PENDING_APPROVAL
     button(page, edited, "Edit").click()
+    expect(card(page, edited).get_by_role("textbox")).to_be_focused()
     card(page, edited).get_by_role("textbox").fill("New text")
     card(page, edited).get_by_role("button", name="Save and approve").click()
     expect(page.get_by_role("status").first).to_contain_text("Approved your edited reply")
