@@ -13,6 +13,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from statecore import clock, lifecycle, rootstate
+from statecore.admin import MessageAdmin
 from statecore.models import (
     AuditEvent,
     GatewayEvent,
@@ -132,6 +133,25 @@ def test_filters_by_status_kind_group_and_date(client, staff):
     week_ago = str(clock.now() - timedelta(days=7))
     recent = _ids(client.get(url, {"timestamp__gte": week_ago}))
     assert old.message_id not in recent and pending.message_id in recent
+
+
+def test_the_list_sorts_by_last_change_both_ways_ties_in_the_same_direction(client, staff):
+    # Both directions are the history's index read forwards or backwards (a million rows
+    # are never sorted): never-changed messages sort as the oldest, ties by id alike.
+    a, b, c, d = (make_incoming() for _ in range(4))
+    now = clock.now()
+    Message.objects.filter(pk__in=[a.pk, b.pk]).update(status_updated_at=None)
+    Message.objects.filter(pk=c.pk).update(status_updated_at=now - timedelta(hours=1))
+    Message.objects.filter(pk=d.pk).update(status_updated_at=now - timedelta(hours=2))
+    column = 1 + MessageAdmin.list_display.index("last_change")
+
+    def listed(order: str) -> list[str]:
+        shown = client.get(reverse(CHANGELIST), {"o": order}).context["cl"].result_list
+        return [m.message_id for m in shown]
+
+    oldest_first = [a.message_id, b.message_id, d.message_id, c.message_id]
+    assert listed(str(column)) == oldest_first
+    assert listed(f"-{column}") == oldest_first[::-1]
 
 
 def test_the_list_takes_the_same_queries_for_a_few_messages_and_a_full_page(client, staff):

@@ -54,6 +54,7 @@ PAGES = (
     ("admin messages ?status=incoming", "/admin/statecore/message/?status__exact=incoming"),
     ("admin messages ?kind=incoming", "/admin/statecore/message/?kind=incoming"),
     ("admin messages ?q=9230057", "/admin/statecore/message/?q=9230057"),
+    ("admin messages by last change, oldest first", "/admin/statecore/message/?o=6"),
     ("/session/", "/session/"),
     ("admin messages", "/admin/statecore/message/"),
     ("admin audit events", "/admin/statecore/auditevent/"),
