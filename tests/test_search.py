@@ -274,6 +274,66 @@ def test_a_bulk_replacement_with_the_index_deferred_leaves_it_in_step():
     assert found("7783") == set() and found("7784") == {edited.message_id}
 
 
+# Texts the index folds on each of its paths: plain ASCII (upper and lower case), accents
+# composed and decomposed, compatibility forms, other scripts, and ASCII and not mixed.
+FOLDED_TEXTS = [
+    ("ASCII Only 123", "Plain Sender"),
+    ("José PÉREZ", "Zoë"),
+    ("Rene\u0301e e\u0301", "ZOE UPPER"),
+    ("ﬁle 𝔘𝔫𝔦𝔠𝔬𝔡𝔢 Ⅻ", "Ñandú"),
+    ("مرحبا، هل المتجر مفتوح", "محمد"),
+    ("Straße 👍 and ASCII", ""),
+]
+
+
+def _imported_with_folded_texts() -> None:
+    incoming = [
+        {
+            "id": f"FOLD_{i}_{name or 'NONAME'}",
+            "from": f"92300000{i:04d}@c.us",
+            "fromName": name,
+            "body": body,
+            "timestamp": "2026-11-01T10:00:00",
+        }
+        for i, (body, name) in enumerate(FOLDED_TEXTS)
+    ]
+    state = {"messages": {"incoming": incoming}}
+    statefile.import_state(state, actor="test", source=Source.COMMAND)
+
+
+def _index_content() -> dict[str, tuple]:
+    """SQLite: the folded columns the index holds, by message id."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT * FROM {search.TABLE}_content ORDER BY id")
+        return {row[1]: row[1:] for row in cursor.fetchall()}
+
+
+@pytest.mark.skipif("connection.vendor != 'sqlite'")
+def test_the_index_an_import_builds_is_the_one_the_triggers_keep():
+    _imported_with_folded_texts()
+    built = _index_content()
+    with connection.cursor() as cursor:
+        # Every row written again: the update trigger folds each one as a write would.
+        cursor.execute("UPDATE statecore_message SET message_id = message_id")
+        kept = _index_content()
+        cursor.execute(f"INSERT INTO {search.TABLE} ({search.TABLE}) VALUES ('integrity-check')")
+    assert built == kept and len(built) == len(FOLDED_TEXTS)
+    # Not "unicode": fold() leaves 𝔘 as "U" (NFKD after casefold), which a scan does not
+    # match and the trigram tokenizer, folding case once more, does.
+    for text in ("jose", "PEREZ", "renee", "zoe", "file", "xii", "nandu", "مرحبا"):
+        assert found(text) == scan(text) != set(), text
+    assert found("strasse") == scan("strasse") != set()
+
+
+def test_a_rebuilt_index_finds_what_the_import_made_it_find():
+    _imported_with_folded_texts()
+    before = {text: found(text) for text in ("jose", "renee", "plain", "محمد")}
+    assert search.rebuild() == len(FOLDED_TEXTS)
+    assert search.rebuild() == len(FOLDED_TEXTS)  # once more over a full index
+    assert {text: found(text) for text in before} == before
+    assert all(before.values())
+
+
 def test_every_move_keeps_the_reply_found_by_its_text():
     reply = make_reply(body="parcel number 88421")
     for verb in (lifecycle.approve, lifecycle.undo, lifecycle.reject, lifecycle.reopen):
