@@ -75,12 +75,16 @@ _UNSTORABLE = re.compile("[\x00\x1f\ud800-\udfff]")
 
 def fold(text: str | None) -> str | None:
     """`text` as the index compares it: case folded, accents and compatibility forms
-    dropped (`Zoë` -> `zoe`, `ﬁ` -> `fi`). Deterministic: the triggers call it."""
+    dropped (`Zoë` -> `zoe`, `ﬁ` -> `fi`, `１２３` -> `123`). Deterministic: the triggers
+    call it. PostgreSQL's `search_fold()` (migration 0013) folds as this does."""
     if text is None:
         return None
     if text.isascii():
         return text.lower()
-    return unicodedata.normalize("NFKD", text.casefold()).translate(_marks())
+    # Decomposed before the case is folded as well as after: a compatibility form may
+    # stand for a capital (`𝔘` is "U", `Ⓐ` is "A"), and a folded case may decompose.
+    compatible = unicodedata.normalize("NFKD", text)
+    return unicodedata.normalize("NFKD", compatible.casefold()).translate(_marks())
 
 
 @functools.cache
