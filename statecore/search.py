@@ -15,7 +15,8 @@ line of its own:
   connection (`register_fold`). SQLite 3.40's trigram tokenizer cannot drop accents,
   hence the fold before it.
 - PostgreSQL: a GIN `gin_trgm_ops` index over `search_doc(...)`, the columns joined
-  and folded by `search_fold()` (`lower(unaccent())`, IMMUTABLE). Migration 0009
+  and folded by `search_fold()` (`lower(unaccent(normalize(NFKC)))`, IMMUTABLE, since
+  migration 0013), which folds a search's text too (`needle`). Migration 0009
   creates them; where the server refuses the extensions the same queries run as a
   scan (see the README).
 
@@ -76,7 +77,7 @@ _UNSTORABLE = re.compile("[\x00\x1f\ud800-\udfff]")
 def fold(text: str | None) -> str | None:
     """`text` as the index compares it: case folded, accents and compatibility forms
     dropped (`Zoë` -> `zoe`, `ﬁ` -> `fi`, `１２３` -> `123`). Deterministic: the triggers
-    call it. PostgreSQL's `search_fold()` (migration 0013) folds as this does."""
+    call it. PostgreSQL folds with its own `search_fold()` (see `needle`)."""
     if text is None:
         return None
     if text.isascii():
@@ -102,8 +103,16 @@ def register_fold(sender=None, connection=None, **kwargs) -> None:
 
 
 def needle(text: str) -> str:
-    """What a search looks for: `text` folded, without what no message can hold."""
-    return fold(_UNSTORABLE.sub("", text))
+    """What a search looks for: `text` folded, without what no message can hold. Folded
+    by the database's own fold, the one its index holds: PostgreSQL's `search_fold()`
+    (`unaccent`'s rules) drops other accents than Python's fold does, and a needle
+    folded one way would miss a text folded the other (ASCII folds alike: no query)."""
+    cleaned = _UNSTORABLE.sub("", text)
+    if connection.vendor == "sqlite" or cleaned.isascii():
+        return fold(cleaned)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {FOLD_FUNCTION}(%s)", [cleaned])
+        return cursor.fetchone()[0]
 
 
 def matches(text: str, fields: Sequence[str] = FIELDS) -> Q:
@@ -115,11 +124,11 @@ def matches(text: str, fields: Sequence[str] = FIELDS) -> Q:
     if len(wanted) < MIN_INDEXED:
         return _short_scan(wanted, fields)
     if connection.vendor == "sqlite":
-        return Q(
-            pk__in=RawSQL(
-                f"SELECT rowid FROM {TABLE} WHERE {TABLE} MATCH %s", [_fts_query(wanted, fields)]
-            )
-        )
+        # As for the replies (replies_matching): a rare text's hits listed, a common
+        # one's rows tested as the list is read in its order (every hit of "9230",
+        # nine in ten messages, listed and sorted took 160 ms at a million).
+        ids = _fts_ids(wanted, fields)
+        return Q(_Holds(wanted, fields)) if ids is None else Q(pk__in=_id_list(ids))
     held = Q(Contains(_SearchText(), wanted))
     return held if set(fields) == set(FIELDS) else held & _any_field(wanted, fields)
 
@@ -205,8 +214,8 @@ class Hits(NamedTuple):
 def _sparse_hits(wanted: str, own: Sequence[str], answered: Sequence[str]) -> Hits | None:
     """The messages whose `own` or `answered` fields hold `wanted`; None when the index
     holds it more than the sparse limit."""
-    limit = _sparse_limit()
     if connection.vendor != "sqlite":
+        limit = _sparse_limit()
         # The planner's estimate comes from a sample of about a hundred texts: far past
         # the limit it is sure enough, and spares reading thousands of rows to know. A
         # rare text it misjudges would be walked for, through the whole list.
@@ -216,13 +225,21 @@ def _sparse_hits(wanted: str, own: Sequence[str], answered: Sequence[str]) -> Hi
         return _row_hits(held, wanted, own, answered, limit=limit)
     # The index's list of ids first (cheap, even for a common text), then the content
     # of the few, for which fields hold it.
+    ids = _fts_ids(wanted, list(dict.fromkeys((*own, *answered))))
+    return None if ids is None else _content_hits(_id_list(ids), wanted, own, answered)
+
+
+def _fts_ids(wanted: str, fields: Sequence[str]) -> list[int] | None:
+    """SQLite: the ids of the messages one of whose `fields` holds `wanted`, read from
+    the index; None when there are more than the sparse limit."""
+    limit = _sparse_limit()
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT rowid FROM {TABLE} WHERE {TABLE} MATCH %s LIMIT %s",
-            [_fts_query(wanted, list(dict.fromkeys((*own, *answered)))), limit + 1],
+            [_fts_query(wanted, fields), limit + 1],
         )
         ids = [pk for (pk,) in cursor.fetchall()]
-    return None if len(ids) > limit else _content_hits(_id_list(ids), wanted, own, answered)
+    return None if len(ids) > limit else ids
 
 
 def _newest_hits(wanted: str, own: Sequence[str], answered: Sequence[str]) -> Hits:

@@ -133,7 +133,7 @@ def import_file(
     with transaction.atomic():
         summary.before = current_counts()
         # The search index too is built once at the end, not row by row.
-        with bulk.large_cache(), bulk.secondary_indexes_deferred(), search.deferred():
+        with bulk.secondary_indexes_deferred(), search.deferred():
             Message.objects.all().delete()
             LogEntry.objects.all().delete()
             log = _LogWriter()
