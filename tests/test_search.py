@@ -112,9 +112,11 @@ def found(text: str, fields=search.FIELDS) -> set[str]:
     )
 
 
+@pytest.mark.parametrize("sparse", [2_000, 0], ids=["hits", "walk"])
 @pytest.mark.parametrize("text", SEARCHES)
 @pytest.mark.parametrize("fields", [search.FIELDS, queue.REPLY_FIELDS, queue.ANSWERED_FIELDS])
-def test_a_search_finds_what_a_scan_of_the_folded_text_finds(text, fields):
+def test_a_search_finds_what_a_scan_of_the_folded_text_finds(text, fields, sparse, monkeypatch):
+    monkeypatch.setattr(search, "SPARSE", sparse)  # the admin's list: hits listed or walked
     hand_built()
     assert found(text, fields) == scan(text, fields)
 
