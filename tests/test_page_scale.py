@@ -152,6 +152,12 @@ def test_the_admin_list_past_the_cap_says_so_and_the_whole_list_its_total(boss, 
     assert f"{total:,} messages" in whole
 
 
+def test_an_admin_search_counts_only_as_far_as_its_page(boss, small_cap):
+    bulk_state(60)  # every reply answers "Answer n"
+    searched = boss.get("/admin/statecore/message/", {"q": "answer"}).content.decode()
+    assert "5+ messages" in searched  # a page of 5, and more: not counted to the cap of 20
+
+
 def test_the_admin_audit_list_past_the_cap_says_so(boss, small_cap):
     bulk_state(60)
     assert AuditEvent.objects.count() > 20
