@@ -108,6 +108,8 @@ class _TiesInTheSortsDirection(ChangeList):
     customers' messages have no status change)."""
 
     def _get_deterministic_ordering(self, ordering):
+        # Django's own hook for the tie-breaker (private; Django is pinned in
+        # requirements.txt, and test_admin's sort test fails if it stops being called).
         ordering = super()._get_deterministic_ordering(ordering)
         if not ordering or not _ascending(ordering[0]):
             return ordering

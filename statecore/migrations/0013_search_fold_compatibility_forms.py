@@ -58,8 +58,9 @@ def _postgresql_fold(cursor, *, normalized: bool) -> None:
         f"LANGUAGE sql IMMUTABLE PARALLEL SAFE STRICT AS $$ SELECT {folded} $$"
     )
     # Only the rows whose folded text changes are written (those holding such forms:
-    # 3% of the benchmark's messages): writing every row would leave the table twice its size until a VACUUM
-    # FULL, and each search reading twice the pages (admin searches 3x slower).
+    # 3% of the benchmark's messages): writing every row would leave the table twice
+    # its size until a VACUUM FULL, each search reading twice the pages (the admin's
+    # searches 3x slower).
     doc = f"{here}.search_doc({COLUMNS})"
     cursor.execute(
         f"UPDATE statecore_message SET search_text = {doc} WHERE search_text IS DISTINCT FROM {doc}"
