@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
+from django.db.models.functions import Upper
 
 
 class Status(models.TextChoices):
@@ -263,6 +264,11 @@ class AuditEvent(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-pk"]
+        indexes = [
+            # The history's reviewer filter (a name in any case) and the messages each
+            # person acted on, read off one index: a year holds a million events.
+            models.Index(Upper("actor"), F("action"), F("message_id"), name="audit_actor_messages"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.action} {self.message_id} by {self.actor}"

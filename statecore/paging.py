@@ -20,8 +20,9 @@ DEEPEST = 10**9
 
 
 # Filters whose rows are found by testing each row of the list in turn (a common word,
-# a chat's kind read from the message a draft answers), not by a range of an index.
-WALKED_FILTERS = ("q", "kind")
+# a chat's kind read from the message a draft answers, a busy reviewer's replies probed
+# in the audit), not by a range of an index.
+WALKED_FILTERS = ("q", "kind", "reviewer")
 
 
 def cap_for(filters: dict) -> int | None:

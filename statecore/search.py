@@ -53,6 +53,7 @@ from django.db.models.functions import Concat, StrIndex
 from django.db.models.lookups import Contains, GreaterThan
 
 from .models import Message
+from .valuelists import listed
 
 # The columns a search reads, in the index's order (the admin searches them all).
 FIELDS = ("message_id", "sender", "sender_name", "recipient", "chat", "body")
@@ -299,11 +300,7 @@ def _estimated_hits(wanted: str) -> float:
 
 
 def _id_list(ids: list[int]) -> RawSQL:
-    """A subquery listing `ids`, as one parameter: a search's hits may be thousands, more
-    than a query may have parameters."""
-    if connection.vendor == "sqlite":
-        return RawSQL("SELECT value FROM json_each(%s)", [json.dumps(ids)])
-    return RawSQL("SELECT unnest(%s::bigint[])", [ids])
+    return listed(ids, "bigint")
 
 
 def _tests(fields: Sequence[str], table: str) -> str:

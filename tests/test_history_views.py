@@ -10,6 +10,7 @@ from django.contrib.auth.models import Permission
 from django.test import Client
 from django.urls import reverse
 
+from approvals import history
 from statecore import clock, lifecycle
 from statecore.models import AuditEvent, Message, Source, Status
 from tests.factories import make_incoming, make_reply
@@ -74,7 +75,16 @@ def test_history_lists_handled_replies_newest_first(rc):
     assert len(order) == 4
 
 
-def test_history_filters_by_status_reviewer_and_text(rc):
+# A reviewer's replies listed from the audit's index, or each reply probed as the
+# history is walked (a reviewer with more events than REVIEWER_SPARSE).
+LISTED_OR_WALKED = pytest.mark.parametrize(
+    "sparse", [history.REVIEWER_SPARSE, 0], ids=["listed", "walked"]
+)
+
+
+@LISTED_OR_WALKED
+def test_history_filters_by_status_reviewer_and_text(rc, sparse, monkeypatch):
+    monkeypatch.setattr(history, "REVIEWER_SPARSE", sparse)
     approved = make_reply(
         incoming=make_incoming(name="Farah", body="invoice please"), body="Here you go"
     )
@@ -234,7 +244,22 @@ def test_an_earlier_uncertain_failure_does_not_mark_a_later_certain_one(rc):
     assert "The outcome is unknown" not in entry_html(rc.get("/history/"), draft)
 
 
-def test_the_reviewer_filter_finds_who_undid_reopened_retried_or_confirmed(rc):
+def test_a_reviewer_with_few_events_is_listed_and_a_busy_one_walked(db, monkeypatch):
+    monkeypatch.setattr(history, "REVIEWER_SPARSE", 2)
+    for actor in ("kim", "sam", "sam", "sam"):
+        lifecycle.approve(make_reply().message_id, actor=actor, source=Source.WEB)
+
+    def sql(reviewer: str) -> str:
+        return str(history.handled_replies({"reviewer": reviewer}).query)
+
+    assert "json_each" in sql("kim") or "unnest" in sql("kim")
+    assert "EXISTS" in sql("sam") and "json_each" not in sql("sam")  # 3 events, past 2
+    assert history.handled_replies({"reviewer": "sam"}).count() == 3
+
+
+@LISTED_OR_WALKED
+def test_the_reviewer_filter_finds_who_undid_reopened_retried_or_confirmed(rc, sparse, monkeypatch):
+    monkeypatch.setattr(history, "REVIEWER_SPARSE", sparse)
     undone, reopened, retried, confirmed, untouched = (make_reply() for _ in range(5))
     lifecycle.approve(undone.message_id, actor="lee", source=Source.WEB)
     lifecycle.undo(undone.message_id, actor="lee", source=Source.WEB)
