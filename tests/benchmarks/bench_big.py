@@ -2,7 +2,7 @@
 
     python -m tests.benchmarks.bench_big [--size 1000000] [--only sqlite,postgresql]
                                          [--database-url postgres://user@host/db]
-                                         [--cache DIR] [--out DIR]
+                                         [--cache DIR] [--out DIR] [--audit]
 
 The state file (the generator's shape: half incoming, 5% pending, 30% sent)
 is generated once per size and generator version into the cache folder
@@ -30,7 +30,7 @@ from datetime import datetime
 from pathlib import Path
 
 from tests.benchmarks import generate
-from tests.benchmarks.big_worker import PAGES
+from tests.benchmarks.big_worker import AUDIT_PAGES, PAGES
 from tests.benchmarks.results import REPO_ROOT, Figure, count, load_average, megabytes, write_json
 
 DATABASES = ("sqlite", "postgresql")
@@ -91,6 +91,12 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     default_cache = os.environ.get("BENCH_CACHE") or REPO_ROOT / "bench-cache"
     parser.add_argument("--cache", type=Path, default=Path(default_cache))
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench-results")
+    parser.add_argument(
+        "--audit",
+        action="store_true",
+        help="add a year of decisions to the audit log (1.26 million events) and time "
+        "the reviewer filter too",
+    )
     args = parser.parse_args(argv)
     args.only = [d for d in args.only.split(",") if d]
     if set(args.only) - set(DATABASES) or not args.only:
@@ -102,7 +108,9 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def run_database(vendor: str, state_file: Path, database_url: str | None) -> dict:
+def run_database(
+    vendor: str, state_file: Path, database_url: str | None, *, audit: bool = False
+) -> dict:
     """One database in its own process; a crash there is reported, never raised."""
     with tempfile.TemporaryDirectory(prefix="whatsapp-bench-big-") as folder:
         result_path = Path(folder) / "result.json"
@@ -110,6 +118,8 @@ def run_database(vendor: str, state_file: Path, database_url: str | None) -> dic
         command += [str(state_file), str(result_path)]
         if vendor == "postgresql":
             command += ["--database-url", database_url]
+        if audit:
+            command += ["--audit"]
         env = dict(os.environ)
         env.pop("DATABASE_URL", None)  # the worker is told its database, never guesses
         done = subprocess.run(command, cwd=REPO_ROOT, env=env)
@@ -135,7 +145,8 @@ def page_rows(results: dict[str, dict]) -> list[tuple[str, ...]]:
     """(page, SQLite, PostgreSQL, queries, goal, result, SQLite CPU) per page, for the
     databases run."""
     rows = []
-    for label, _ in PAGES:
+    audited = any("audit_events" in result for result in results.values())
+    for label, _ in PAGES + AUDIT_PAGES if audited else PAGES:
         pages = [
             results[v].get("pages", {}).get(label) if v in results else None for v in DATABASES
         ]
@@ -217,7 +228,7 @@ def figures(results: dict[str, dict], n: int) -> list[Figure]:
                     i,
                 )
             )
-        for label, _ in PAGES:
+        for label, _ in PAGES + AUDIT_PAGES if "audit_events" in result else PAGES:
             page = result.get("pages", {}).get(label)
             seconds = page.get("seconds") if page else None
             out.append(
@@ -243,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     for vendor in DATABASES:
         if vendor in args.only:
             print(f"... {vendor}", file=sys.stderr, flush=True)
-            results[vendor] = run_database(vendor, state_file, args.database_url)
+            results[vendor] = run_database(vendor, state_file, args.database_url, audit=args.audit)
     for vendor, result in results.items():
         if "error" in result:
             print(f"\n{vendor}: {result['error']}", file=sys.stderr)
