@@ -221,15 +221,8 @@ class Reader:
             self.pos += 1
             self.skip_ws()
             yield from on_value(key)
-            self.skip_ws()
-            char = self.peek()
-            if char == "}":
-                self.pos += 1
+            if self._closed_after_element("}"):
                 return
-            if char != ",":
-                raise self._fail("Expecting ',' delimiter")
-            self.pos += 1
-            self.skip_ws()
 
     def _key(self) -> str:
         while True:
@@ -274,15 +267,22 @@ class Reader:
             value, check_text = self._value(depth, MAX_ITEM_CONTAINERS + 1, place, what)
             yield index, value, check_text
             index += 1
-            self.skip_ws()
-            char = self.peek()
-            if char == "]":
-                self.pos += 1
+            if self._closed_after_element("]"):
                 return
-            if char != ",":
-                raise self._fail("Expecting ',' delimiter")
+
+    def _closed_after_element(self, closer: str) -> bool:
+        """After an object's member or a list's item: True when `closer` ends the
+        container (read past it), False after the comma before the next element."""
+        self.skip_ws()
+        char = self.peek()
+        if char == closer:
             self.pos += 1
-            self.skip_ws()
+            return True
+        if char != ",":
+            raise self._fail("Expecting ',' delimiter")
+        self.pos += 1
+        self.skip_ws()
+        return False
 
     def _held_value(self, depth: int, place: str) -> tuple[object, bool]:
         """A value kept whole in memory: its containers count against MAX_CONTAINERS."""
