@@ -3,6 +3,6 @@ with the admin's lists)."""
 
 from __future__ import annotations
 
-from statecore.paging import COUNT_CAP, SEARCH_COUNT_CAP, CountedPaginator, cap_for
+from statecore.paging import COUNT_CAP, CountedPaginator, cap_for
 
-__all__ = ["COUNT_CAP", "SEARCH_COUNT_CAP", "CountedPaginator", "cap_for"]
+__all__ = ["COUNT_CAP", "CountedPaginator", "cap_for"]
